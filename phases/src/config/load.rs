@@ -1,0 +1,587 @@
+//! Reading a multi-document kubeadm configuration into a [`KubeadmConfig`].
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::error::Location;
+use super::raw::{self, ExtraArgs, ExtraArgsList, ExtraArgsMap};
+use super::{
+    ApiVersion, ClusterConfig, ConfigError, EncryptionAlgorithm, Etcd, ExternalEtcd, GoDuration,
+    KubeadmConfig, LocalEtcd, NodeKind, Timeouts, API_GROUP,
+};
+
+/// API groups whose documents may sit in a kubeadm configuration file (component
+/// configuration) and that this tool passes over without a word.
+const COMPONENT_CONFIG_GROUPS: &[&str] = &["kubelet.config.k8s.io", "kubeproxy.config.k8s.io"];
+
+/// Reads and resolves the kubeadm configuration in `path`.
+pub fn load_file(path: &Path) -> Result<KubeadmConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    load_str(&text, Some(path))
+}
+
+struct Document {
+    index: usize,
+    kind: String,
+    api_version: ApiVersion,
+}
+
+/// Reads and resolves a kubeadm configuration from text; `source` only names it in
+/// messages.
+pub fn load_str(text: &str, source: Option<&Path>) -> Result<KubeadmConfig, ConfigError> {
+    let source_name = source.map_or_else(|| "<config>".to_string(), |p| p.display().to_string());
+    let mut warnings = Vec::new();
+
+    // First pass: what each document is.
+    let mut documents = Vec::new();
+    for (index, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let document = index + 1;
+        let value = serde_yaml::Value::deserialize(de).map_err(|e| ConfigError::Yaml {
+            source_name: source_name.clone(),
+            document,
+            location: e.location().map(|l| Location {
+                line: l.line(),
+                column: l.column(),
+            }),
+            message: strip_location(&e.to_string()),
+        })?;
+        if value.is_null() {
+            continue;
+        }
+        let field = |name: &str| value.get(name).and_then(|v| v.as_str()).map(str::to_string);
+        let (api_version, kind) = match (field("apiVersion"), field("kind")) {
+            (Some(a), Some(k)) => (a, k),
+            (a, _) => {
+                return Err(ConfigError::MissingTypeMeta {
+                    source_name,
+                    document,
+                    location: None,
+                    missing: if a.is_none() { "apiVersion" } else { "kind" },
+                })
+            }
+        };
+        let group = api_version.split('/').next().unwrap_or_default();
+        if group != API_GROUP {
+            if !COMPONENT_CONFIG_GROUPS.contains(&group) {
+                warnings.push(format!(
+                    "{source_name}: document {document} ({kind}, {api_version}) is not a kubeadm document; ignoring it"
+                ));
+            }
+            continue;
+        }
+        let Some(version) = ApiVersion::parse(&api_version) else {
+            let hint = match api_version.as_str() {
+                "kubeadm.k8s.io/v1beta1" | "kubeadm.k8s.io/v1beta2" => {
+                    " (this version was removed from kubeadm; convert the file with `kubeadm config migrate`)"
+                }
+                _ => "",
+            };
+            return Err(ConfigError::UnknownApiVersion {
+                source_name,
+                document,
+                kind,
+                api_version,
+                hint,
+            });
+        };
+        if !matches!(
+            kind.as_str(),
+            "InitConfiguration" | "JoinConfiguration" | "ClusterConfiguration"
+        ) {
+            // kubeadm's other kinds (ResetConfiguration, UpgradeConfiguration) do not concern etcd.
+            if matches!(kind.as_str(), "ResetConfiguration" | "UpgradeConfiguration") {
+                continue;
+            }
+            return Err(ConfigError::UnknownKind {
+                source_name,
+                document,
+                kind,
+                api_version,
+            });
+        }
+        if documents.iter().any(|d: &Document| d.kind == kind) {
+            return Err(ConfigError::Duplicate { source_name, kind });
+        }
+        documents.push(Document {
+            index,
+            kind,
+            api_version: version,
+        });
+    }
+
+    let has = |kind: &str| documents.iter().any(|d| d.kind == kind);
+    if has("InitConfiguration") && has("JoinConfiguration") {
+        return Err(ConfigError::InitAndJoin { source_name });
+    }
+
+    let mut config = KubeadmConfig {
+        source: source.map(PathBuf::from),
+        ..KubeadmConfig::default()
+    };
+    if let Some(first) = documents.first() {
+        config.api_version = first.api_version;
+    }
+
+    let ctx = Ctx {
+        text,
+        source_name: &source_name,
+    };
+    for doc in &documents {
+        let nth = || {
+            serde_yaml::Deserializer::from_str(text)
+                .nth(doc.index)
+                .expect("document seen in the first pass")
+        };
+        match (doc.kind.as_str(), doc.api_version) {
+            ("InitConfiguration", v) => {
+                let init: raw::InitConfiguration = ctx.typed(nth(), doc, &mut warnings)?;
+                config.node_kind = Some(NodeKind::InitConfiguration);
+                config.node.name = init.node_registration.name.clone();
+                config.node.advertise_address =
+                    init.local_api_endpoint.advertise_address.map(|ip| ip.0);
+                ctx.apply_timeouts(&mut config.timeouts, init.timeouts, doc, v, &mut warnings);
+            }
+            ("JoinConfiguration", v) => {
+                let join: raw::JoinConfiguration = ctx.typed(nth(), doc, &mut warnings)?;
+                config.node_kind = Some(NodeKind::JoinConfiguration);
+                config.node.name = join.node_registration.name.clone();
+                config.node.advertise_address = join
+                    .control_plane
+                    .as_ref()
+                    .and_then(|cp| cp.local_api_endpoint.advertise_address.map(|ip| ip.0));
+                ctx.apply_timeouts(&mut config.timeouts, join.timeouts, doc, v, &mut warnings);
+            }
+            ("ClusterConfiguration", ApiVersion::V1Beta3) => {
+                let cluster: raw::ClusterConfiguration<ExtraArgsMap> =
+                    ctx.typed(nth(), doc, &mut warnings)?;
+                config.api_version = ApiVersion::V1Beta3;
+                config.cluster = ctx.cluster(cluster, doc, &mut warnings)?;
+            }
+            ("ClusterConfiguration", ApiVersion::V1Beta4) => {
+                let cluster: raw::ClusterConfiguration<ExtraArgsList> =
+                    ctx.typed(nth(), doc, &mut warnings)?;
+                config.api_version = ApiVersion::V1Beta4;
+                config.cluster = ctx.cluster(cluster, doc, &mut warnings)?;
+            }
+            _ => unreachable!("kinds were checked in the first pass"),
+        }
+    }
+
+    let node_kind = documents
+        .iter()
+        .find(|d| d.kind != "ClusterConfiguration")
+        .map(|d| (d.kind.clone(), d.api_version));
+    if let (Some(name), Some((kind, version))) = (&config.node.name, &node_kind) {
+        if let Err(message) = validate_node_name(name) {
+            return Err(ctx.field_error(kind, *version, "nodeRegistration.name", message));
+        }
+    }
+    if let (Some(ip), Some((kind, version))) = (config.node.advertise_address, &node_kind) {
+        if let Err(message) = validate_advertise_address(ip) {
+            let field = if kind == "JoinConfiguration" {
+                "controlPlane.localAPIEndpoint.advertiseAddress"
+            } else {
+                "localAPIEndpoint.advertiseAddress"
+            };
+            return Err(ctx.field_error(kind, *version, field, message));
+        }
+    }
+
+    config.warnings = warnings;
+    Ok(config)
+}
+
+/// Checks a node name the way kubeadm does (a DNS-1123 subdomain), because it becomes the
+/// etcd member name and a certificate SAN.
+pub fn validate_node_name(name: &str) -> Result<(), String> {
+    if is_dns1123_name(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid value {name:?}: a node name must be a lowercase RFC 1123 subdomain (letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters)"
+        ))
+    }
+}
+
+/// Checks that an address can be advertised to other members.
+pub fn validate_advertise_address(ip: IpAddr) -> Result<(), String> {
+    if ip.is_unspecified() || ip.is_multicast() {
+        Err(format!(
+            "invalid value \"{ip}\": the advertise address must be an address other members can reach, not an unspecified or multicast one"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+pub fn is_dns1123_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// serde_yaml appends " at line L column C" to its messages; the location is reported
+/// separately, so drop it from the text.
+fn strip_location(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+    source_name: &'a str,
+}
+
+impl Ctx<'_> {
+    fn typed<T: for<'de> Deserialize<'de>>(
+        &self,
+        de: serde_yaml::Deserializer<'_>,
+        doc: &Document,
+        warnings: &mut Vec<String>,
+    ) -> Result<T, ConfigError> {
+        let mut unknown = Vec::new();
+        let mut record = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+        let result =
+            serde_path_to_error::deserialize(serde_ignored::Deserializer::new(de, &mut record));
+        for path in unknown {
+            warnings.push(format!(
+                "{}: {} ({}): unknown field {path:?}; ignoring it (kubeadm's strict decoding would report it too)",
+                self.source_name, doc.kind, doc.api_version
+            ));
+        }
+        result.map_err(|e| {
+            let field = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError::Field {
+                source_name: self.source_name.to_string(),
+                kind: doc.kind.clone(),
+                api_version: doc.api_version.to_string(),
+                field: if field == "." {
+                    "(document)".to_string()
+                } else {
+                    field
+                },
+                location: inner.location().map(|l| Location {
+                    line: l.line(),
+                    column: l.column(),
+                }),
+                message: strip_location(&inner.to_string()),
+            }
+        })
+    }
+
+    /// An error about a field found after decoding; the line is found by looking for the
+    /// field's last key in the text, which is right whenever that key is unique.
+    fn field_error(
+        &self,
+        kind: &str,
+        version: ApiVersion,
+        field: &str,
+        message: String,
+    ) -> ConfigError {
+        let key = field.rsplit('.').next().unwrap_or(field);
+        let key = key.split('[').next().unwrap_or(key);
+        let needle = format!("{key}:");
+        let mut hits = self.text.lines().enumerate().filter(|(_, line)| {
+            line.trim_start()
+                .trim_start_matches("- ")
+                .starts_with(&needle)
+        });
+        let location = match (hits.next(), hits.next()) {
+            (Some((n, line)), None) => Some(Location {
+                line: n + 1,
+                column: line.find(&needle).unwrap_or(0) + 1,
+            }),
+            _ => None,
+        };
+        ConfigError::Field {
+            source_name: self.source_name.to_string(),
+            kind: kind.to_string(),
+            api_version: version.to_string(),
+            field: field.to_string(),
+            location,
+            message,
+        }
+    }
+
+    fn apply_timeouts(
+        &self,
+        timeouts: &mut Timeouts,
+        raw: Option<raw::Timeouts>,
+        doc: &Document,
+        version: ApiVersion,
+        warnings: &mut Vec<String>,
+    ) {
+        let Some(raw) = raw else { return };
+        if version == ApiVersion::V1Beta3 {
+            warnings.push(format!(
+                "{}: {} ({}): timeouts is a v1beta4 field; ignoring it",
+                self.source_name, doc.kind, version
+            ));
+            return;
+        }
+        if let Some(d) = raw.etcd_api_call {
+            timeouts.etcd_api_call = d;
+        }
+        if let Some(d) = raw.control_plane_component_health_check {
+            timeouts.control_plane_component_health_check = d;
+        }
+    }
+
+    fn cluster<A: ExtraArgs>(
+        &self,
+        raw: raw::ClusterConfiguration<A>,
+        doc: &Document,
+        warnings: &mut Vec<String>,
+    ) -> Result<ClusterConfig, ConfigError> {
+        let version = doc.api_version;
+        let kind = doc.kind.as_str();
+        let mut cluster = ClusterConfig::default();
+
+        if let Some(v) = raw.kubernetes_version {
+            match parse_kubernetes_version(&v) {
+                Ok(parsed) => cluster.kubernetes_semver = Some(parsed),
+                Err(message) => {
+                    return Err(self.field_error(kind, version, "kubernetesVersion", message))
+                }
+            }
+            cluster.kubernetes_version = Some(v);
+        }
+        if let Some(dir) = raw.certificates_dir {
+            if !Path::new(&dir).is_absolute() {
+                return Err(self.field_error(
+                    kind,
+                    version,
+                    "certificatesDir",
+                    format!("invalid value {dir:?}: must be an absolute path"),
+                ));
+            }
+            cluster.certificates_dir = PathBuf::from(dir);
+        }
+        if let Some(repo) = raw.image_repository.filter(|r| !r.is_empty()) {
+            cluster.image_repository = repo;
+        }
+        if let Some(name) = raw.cluster_name.filter(|n| !n.is_empty()) {
+            cluster.cluster_name = name;
+        }
+        cluster.feature_gates = raw.feature_gates;
+
+        let v1beta4_only: [(&str, bool); 3] = [
+            ("encryptionAlgorithm", raw.encryption_algorithm.is_some()),
+            (
+                "certificateValidityPeriod",
+                raw.certificate_validity_period.is_some(),
+            ),
+            (
+                "caCertificateValidityPeriod",
+                raw.ca_certificate_validity_period.is_some(),
+            ),
+        ];
+        if version == ApiVersion::V1Beta3 {
+            for (field, set) in v1beta4_only {
+                if set {
+                    warnings.push(format!(
+                        "{}: ClusterConfiguration ({version}): {field} is a v1beta4 field; ignoring it",
+                        self.source_name
+                    ));
+                }
+            }
+        } else {
+            if let Some(alg) = raw.encryption_algorithm {
+                cluster.encryption_algorithm =
+                    EncryptionAlgorithm::parse(&alg).ok_or_else(|| {
+                        self.field_error(
+                            kind,
+                            version,
+                            "encryptionAlgorithm",
+                            format!(
+                                "invalid value {alg:?}: expected one of {}",
+                                EncryptionAlgorithm::ALL.map(|a| a.as_str()).join(", ")
+                            ),
+                        )
+                    })?;
+            }
+            let check_period = |field: &str, d: GoDuration| {
+                if d.0.is_zero() {
+                    Err(self.field_error(
+                        kind,
+                        version,
+                        field,
+                        "invalid value \"0s\": a validity period must be positive".into(),
+                    ))
+                } else {
+                    Ok(d)
+                }
+            };
+            if let Some(d) = raw.certificate_validity_period {
+                cluster.certificate_validity_period = check_period("certificateValidityPeriod", d)?;
+            }
+            if let Some(d) = raw.ca_certificate_validity_period {
+                cluster.ca_certificate_validity_period =
+                    check_period("caCertificateValidityPeriod", d)?;
+            }
+        }
+
+        let etcd = raw.etcd.unwrap_or(raw::Etcd {
+            local: None,
+            external: None,
+        });
+        cluster.etcd = match (etcd.local, etcd.external) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::LocalAndExternal {
+                    source_name: self.source_name.to_string(),
+                })
+            }
+            (_, Some(external)) => Etcd::External(self.external(external, kind, version)?),
+            (local, None) => Etcd::Local(match local {
+                Some(local) => self.local(local, kind, version, warnings)?,
+                None => LocalEtcd::default(),
+            }),
+        };
+        Ok(cluster)
+    }
+
+    fn local<A: ExtraArgs>(
+        &self,
+        raw: raw::LocalEtcd<A>,
+        kind: &str,
+        version: ApiVersion,
+        warnings: &mut Vec<String>,
+    ) -> Result<LocalEtcd, ConfigError> {
+        let mut local = LocalEtcd::default();
+        if let Some(dir) = raw.data_dir {
+            if !Path::new(&dir).is_absolute() {
+                return Err(self.field_error(
+                    kind,
+                    version,
+                    "etcd.local.dataDir",
+                    format!("invalid value {dir:?}: must be an absolute path"),
+                ));
+            }
+            local.data_dir = PathBuf::from(dir);
+        }
+        local.image_repository = raw.image_repository.filter(|r| !r.is_empty());
+        local.image_tag = raw.image_tag.filter(|t| !t.is_empty());
+        local.extra_args = raw.extra_args.into_list();
+        for (i, arg) in local.extra_args.iter().enumerate() {
+            if let Err(message) = validate_extra_arg_name(&arg.name) {
+                let field = match version {
+                    ApiVersion::V1Beta3 => format!("etcd.local.extraArgs.{}", arg.name),
+                    ApiVersion::V1Beta4 => format!("etcd.local.extraArgs[{i}].name"),
+                };
+                return Err(self.field_error(kind, version, &field, message));
+            }
+        }
+        if version == ApiVersion::V1Beta3 && !raw.extra_envs.is_empty() {
+            warnings.push(format!(
+                "{}: ClusterConfiguration ({version}): etcd.local.extraEnvs is a v1beta4 field; ignoring it",
+                self.source_name
+            ));
+        } else {
+            local.extra_envs = raw.extra_envs;
+        }
+        local.server_cert_sans =
+            self.sans(raw.server_cert_sans, "etcd.local.serverCertSANs", warnings);
+        local.peer_cert_sans = self.sans(raw.peer_cert_sans, "etcd.local.peerCertSANs", warnings);
+        Ok(local)
+    }
+
+    /// kubeadm keeps SANs that are IPs, DNS-1123 names or wildcard names and drops
+    /// anything else with a warning.
+    fn sans(&self, sans: Vec<String>, field: &str, warnings: &mut Vec<String>) -> Vec<String> {
+        sans.into_iter()
+            .filter(|san| {
+                let ok = san.parse::<IpAddr>().is_ok()
+                    || is_dns1123_name(san)
+                    || san.strip_prefix("*.").is_some_and(is_dns1123_name);
+                if !ok {
+                    warnings.push(format!(
+                        "{}: ClusterConfiguration: {field}: {san:?} is neither an IP address nor a DNS name; dropping it",
+                        self.source_name
+                    ));
+                }
+                ok
+            })
+            .collect()
+    }
+
+    fn external(
+        &self,
+        raw: raw::ExternalEtcd,
+        kind: &str,
+        version: ApiVersion,
+    ) -> Result<ExternalEtcd, ConfigError> {
+        if raw.endpoints.is_empty() {
+            return Err(self.field_error(
+                kind,
+                version,
+                "etcd.external.endpoints",
+                "no endpoints: list the client URLs of the external etcd members, like https://10.0.0.10:2379".into(),
+            ));
+        }
+        for (i, endpoint) in raw.endpoints.iter().enumerate() {
+            if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+                return Err(self.field_error(
+                    kind,
+                    version,
+                    &format!("etcd.external.endpoints[{i}]"),
+                    format!(
+                        "invalid value {endpoint:?}: expected a URL like https://10.0.0.10:2379"
+                    ),
+                ));
+            }
+        }
+        Ok(ExternalEtcd {
+            endpoints: raw.endpoints,
+            ca_file: raw.ca_file,
+            cert_file: raw.cert_file,
+            key_file: raw.key_file,
+        })
+    }
+}
+
+/// Parses `kubernetesVersion` (`v1.32.0`, `1.32.0`, `v1.33.0-rc.1`).
+pub fn parse_kubernetes_version(raw: &str) -> Result<semver::Version, String> {
+    let trimmed = raw.strip_prefix('v').unwrap_or(raw);
+    semver::Version::parse(trimmed).map_err(|_| {
+        format!(
+            "invalid value {raw:?}: expected a Kubernetes version like v1.32.0 (release labels such as \"stable\" are not resolved)"
+        )
+    })
+}
+
+/// An extraArgs name is a flag name without its dashes.
+fn validate_extra_arg_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(
+            "empty flag name: each extraArgs entry needs a name, like listen-metrics-urls".into(),
+        );
+    }
+    if name.starts_with('-') {
+        return Err(format!(
+            "invalid flag name {name:?}: write the name without leading dashes ({:?})",
+            name.trim_start_matches('-')
+        ));
+    }
+    if name.contains('=') || name.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "invalid flag name {name:?}: a name holds no '=' or spaces; put the value in the value field"
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! The logic behind `kubeadm-etcd`.
+//!
+//! One module per phase domain plus the pieces they share. Nothing here prints: every
+//! operation returns what happened (events, reports) and the binary decides how to show
+//! it, so the same code serves the CLI, tests and benchmarks.
+
+pub mod config;
+pub mod fsutil;
+pub mod pki;
+pub mod versions;
+
+pub mod kube;
+pub mod membership;
+pub mod upgrade;
