@@ -42,6 +42,11 @@ fn main() -> ExitCode {
             .expect("declared workflow");
         let ctx = Context::new(FlagValues::from_matches(sub));
         let skip = ctx.flags.skip_phases.clone();
+        // A wrong phase name is a usage error, reported before anything runs.
+        if let Err(err) = workflow::compute_run_flags(&workflow::workflow_nodes(wf), &[], &skip) {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
         workflow::run_workflow(&ctx, wf, &skip)
     };
 

@@ -10,7 +10,7 @@ pub struct GoDuration(pub Duration);
 
 /// Why a duration string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {input:?}: {reason} (expected Go's syntax, like \"90s\", \"2m0s\" or \"1h30m\")")]
+#[error("invalid duration {input:?}: {reason}; write it in Go's syntax, like \"90s\", \"2m0s\" or \"1h30m\"")]
 pub struct DurationError {
     pub input: String,
     pub reason: &'static str,
@@ -67,13 +67,13 @@ impl GoDuration {
                 .map_or(rest.len(), |(i, _)| i);
             let (unit, rest) = rest.split_at(unit_len);
             if unit.is_empty() {
-                return Err(err("missing unit (one of ns, us, ms, s, m, h)"));
+                return Err(err("missing unit (use ns, us, ms, s, m or h)"));
             }
             let scale = UNITS
                 .iter()
                 .find(|(name, _)| *name == unit)
                 .map(|(_, scale)| *scale)
-                .ok_or_else(|| err("unknown unit (expected one of ns, us, ms, s, m, h)"))?;
+                .ok_or_else(|| err("unknown unit (use ns, us, ms, s, m or h)"))?;
             let whole: u128 = if int_part.is_empty() {
                 0
             } else {

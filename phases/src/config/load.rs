@@ -242,6 +242,19 @@ fn strip_location(message: &str) -> String {
     }
 }
 
+/// serde_yaml starts a nested error with the path of the mapping it was in
+/// (`localAPIEndpoint: invalid ...`); the field is reported separately, so drop it.
+fn strip_path_prefix(message: &str, field: &str) -> String {
+    let parts: Vec<&str> = field.split('.').collect();
+    for len in (1..=parts.len()).rev() {
+        let prefix = format!("{}: ", parts[..len].join("."));
+        if let Some(rest) = message.strip_prefix(&prefix) {
+            return rest.to_string();
+        }
+    }
+    message.to_string()
+}
+
 struct Ctx<'a> {
     text: &'a str,
     source_name: &'a str,
@@ -255,7 +268,9 @@ impl Ctx<'_> {
         warnings: &mut Vec<String>,
     ) -> Result<T, ConfigError> {
         let mut unknown = Vec::new();
-        let mut record = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+        // serde_ignored writes `?` for every Option it passed through; users know fields, not Options.
+        let mut record =
+            |path: serde_ignored::Path<'_>| unknown.push(path.to_string().replace("?.", ""));
         let result =
             serde_path_to_error::deserialize(serde_ignored::Deserializer::new(de, &mut record));
         for path in unknown {
@@ -267,26 +282,30 @@ impl Ctx<'_> {
         result.map_err(|e| {
             let field = e.path().to_string();
             let inner = e.into_inner();
+            // serde_yaml places errors on top-level keys at the document start; the key's
+            // own line, where the text tells it unambiguously, is what a user wants.
+            let location = self.locate(&field).or_else(|| {
+                inner.location().map(|l| Location {
+                    line: l.line(),
+                    column: l.column(),
+                })
+            });
             ConfigError::Field {
                 source_name: self.source_name.to_string(),
                 kind: doc.kind.clone(),
                 api_version: doc.api_version.to_string(),
+                location,
+                message: strip_path_prefix(&strip_location(&inner.to_string()), &field),
                 field: if field == "." {
                     "(document)".to_string()
                 } else {
                     field
                 },
-                location: inner.location().map(|l| Location {
-                    line: l.line(),
-                    column: l.column(),
-                }),
-                message: strip_location(&inner.to_string()),
             }
         })
     }
 
-    /// An error about a field found after decoding; the line is found by looking for the
-    /// field's last key in the text, which is right whenever that key is unique.
+    /// An error about a field found after decoding.
     fn field_error(
         &self,
         kind: &str,
@@ -294,6 +313,19 @@ impl Ctx<'_> {
         field: &str,
         message: String,
     ) -> ConfigError {
+        ConfigError::Field {
+            source_name: self.source_name.to_string(),
+            kind: kind.to_string(),
+            api_version: version.to_string(),
+            field: field.to_string(),
+            location: self.locate(field),
+            message,
+        }
+    }
+
+    /// The line of a field's last key, found by looking for it in the text: right
+    /// whenever that key appears once, and no answer otherwise.
+    fn locate(&self, field: &str) -> Option<Location> {
         let key = field.rsplit('.').next().unwrap_or(field);
         let key = key.split('[').next().unwrap_or(key);
         let needle = format!("{key}:");
@@ -302,20 +334,12 @@ impl Ctx<'_> {
                 .trim_start_matches("- ")
                 .starts_with(&needle)
         });
-        let location = match (hits.next(), hits.next()) {
+        match (hits.next(), hits.next()) {
             (Some((n, line)), None) => Some(Location {
                 line: n + 1,
                 column: line.find(&needle).unwrap_or(0) + 1,
             }),
             _ => None,
-        };
-        ConfigError::Field {
-            source_name: self.source_name.to_string(),
-            kind: kind.to_string(),
-            api_version: version.to_string(),
-            field: field.to_string(),
-            location,
-            message,
         }
     }
 

@@ -119,6 +119,7 @@ impl std::fmt::Display for EncryptionAlgorithm {
 
 /// Which node this is, as far as etcd cares.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NodeIdentity {
     pub name: Option<String>,
     pub advertise_address: Option<IpAddr>,
@@ -183,7 +184,9 @@ pub struct LocalEtcd {
     pub data_dir: PathBuf,
     pub extra_args: Vec<Arg>,
     pub extra_envs: Vec<EnvVar>,
+    #[serde(rename = "serverCertSANs")]
     pub server_cert_sans: Vec<String>,
+    #[serde(rename = "peerCertSANs")]
     pub peer_cert_sans: Vec<String>,
 }
 
@@ -213,6 +216,7 @@ pub struct ExternalEtcd {
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Timeouts {
+    #[serde(rename = "etcdAPICall")]
     pub etcd_api_call: GoDuration,
     pub control_plane_component_health_check: GoDuration,
 }
@@ -303,3 +307,6 @@ impl KubeadmConfig {
 pub use load::{
     is_dns1123_name, parse_kubernetes_version, validate_advertise_address, validate_node_name,
 };
+
+#[cfg(test)]
+mod tests;

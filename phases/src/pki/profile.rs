@@ -158,7 +158,10 @@ impl Profile {
                         Err(_) => dns.push(san.clone()),
                     }
                 }
-                profile.dns_names = dedup(dns);
+                // kubeadm's RemoveDuplicateAltNames sorts the DNS names; IPs keep their order.
+                dns.sort();
+                dns.dedup();
+                profile.dns_names = dns;
                 profile.ip_addresses = dedup(ips);
                 profile
             }

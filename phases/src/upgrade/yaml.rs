@@ -1,0 +1,440 @@
+//! A YAML writer for [`serde_yaml::Value`] whose output Go reads back unchanged.
+//!
+//! NB: serde_yaml writes plain scalars by YAML 1.2 rules, so the string `on`, `yes` or
+//! `n` comes out unquoted. kubeadm and kubectl read YAML with go-yaml's YAML 1.1 rules,
+//! where those are booleans: a label `example.com/enabled: "yes"` would be written back
+//! as a bool and rejected. This writer quotes every string that YAML 1.1 *or* 1.2 could
+//! read as something else, and otherwise follows go-yaml's layout (block style, sequences
+//! not indented under their key, multi-line strings as `|` literals), so that a
+//! ConfigMap kubeadm wrote comes back looking the way kubeadm writes it.
+
+use serde_yaml::{Mapping, Value};
+
+/// Writes `value` as a YAML document; falls back to serde_yaml for what this writer does
+/// not handle (tags, non-scalar mapping keys).
+pub(crate) fn to_string(value: &Value) -> Result<String, serde_yaml::Error> {
+    if !supported(value) {
+        return serde_yaml::to_string(value);
+    }
+    let mut out = String::new();
+    match value {
+        Value::Mapping(m) if !m.is_empty() => write_mapping(m, 0, &mut out),
+        Value::Sequence(s) if !s.is_empty() => write_sequence(s, 0, &mut out),
+        // A literal block needs its lines indented, even at the top.
+        scalar => {
+            write_inline(scalar, 2, &mut out);
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+fn supported(value: &Value) -> bool {
+    match value {
+        Value::Tagged(_) => false,
+        Value::Sequence(s) => s.iter().all(supported),
+        Value::Mapping(m) => m.iter().all(|(k, v)| {
+            !matches!(k, Value::Mapping(_) | Value::Sequence(_) | Value::Tagged(_)) && supported(v)
+        }),
+        _ => true,
+    }
+}
+
+fn pad(indent: usize, out: &mut String) {
+    out.extend(std::iter::repeat_n(' ', indent));
+}
+
+fn write_mapping(m: &Mapping, indent: usize, out: &mut String) {
+    for (k, v) in m {
+        pad(indent, out);
+        write_scalar(k, indent, out);
+        out.push(':');
+        write_value(v, indent, indent + 2, out);
+    }
+}
+
+fn write_sequence(s: &[Value], indent: usize, out: &mut String) {
+    for item in s {
+        pad(indent, out);
+        out.push('-');
+        match item {
+            // The first line of a nested block goes on the dash's line.
+            Value::Mapping(m) if !m.is_empty() => {
+                let mut nested = String::new();
+                write_mapping(m, indent + 2, &mut nested);
+                out.push(' ');
+                out.push_str(&nested[indent + 2..]);
+            }
+            Value::Sequence(s) if !s.is_empty() => {
+                let mut nested = String::new();
+                write_sequence(s, indent + 2, &mut nested);
+                out.push(' ');
+                out.push_str(&nested[indent + 2..]);
+            }
+            scalar => {
+                out.push(' ');
+                write_inline(scalar, indent + 2, out);
+                out.push('\n');
+            }
+        }
+    }
+}
+
+/// The value after `key:`; `indent` is the key's, `child` the indentation of a block below.
+fn write_value(v: &Value, indent: usize, child: usize, out: &mut String) {
+    match v {
+        Value::Mapping(m) if !m.is_empty() => {
+            out.push('\n');
+            write_mapping(m, child, out);
+        }
+        // go-yaml does not indent a sequence under its key.
+        Value::Sequence(s) if !s.is_empty() => {
+            out.push('\n');
+            write_sequence(s, indent, out);
+        }
+        scalar => {
+            out.push(' ');
+            write_inline(scalar, child, out);
+            out.push('\n');
+        }
+    }
+}
+
+/// A scalar, or an empty collection, on the current line; a literal block's lines are
+/// indented by `indent`.
+fn write_inline(v: &Value, indent: usize, out: &mut String) {
+    match v {
+        Value::Mapping(_) => out.push_str("{}"),
+        Value::Sequence(_) => out.push_str("[]"),
+        Value::String(s) if literal_ok(s) => write_literal(s, indent, out),
+        other => write_scalar(other, indent, out),
+    }
+}
+
+fn write_scalar(v: &Value, _indent: usize, out: &mut String) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::String(s) if plain_ok(s) => out.push_str(s),
+        Value::String(s) => write_double_quoted(s, out),
+        // Not reached: `supported` sends these to serde_yaml.
+        Value::Sequence(_) | Value::Mapping(_) | Value::Tagged(_) => out.push_str("null"),
+    }
+}
+
+/// Whether `s` can be a `|` block: several lines, nothing a literal cannot carry, and a
+/// first line that does not start with a space (that would need an indentation indicator).
+fn literal_ok(s: &str) -> bool {
+    s.contains('\n')
+        && !s.starts_with([' ', '\t', '\n'])
+        && s.chars().all(|c| c == '\n' || c == '\t' || !c.is_control())
+        && !s.contains('\u{feff}')
+        && !s.contains("\u{2028}")
+        && !s.contains("\u{2029}")
+        // Trailing spaces on a line survive a literal, but a line of only spaces before
+        // the end can be mistaken for the block's end by some readers; quote those.
+        && !s.lines().any(|l| (!l.is_empty() && l.trim().is_empty()) || l.starts_with('\t'))
+}
+
+fn write_literal(s: &str, indent: usize, out: &mut String) {
+    let body = s.trim_end_matches('\n');
+    let trailing = s.len() - body.len();
+    out.push_str(match trailing {
+        0 => "|-",
+        1 => "|",
+        _ => "|+",
+    });
+    for line in s[..body.len()].split('\n') {
+        out.push('\n');
+        if !line.is_empty() {
+            pad(indent, out);
+            out.push_str(line);
+        }
+    }
+    // `|+` keeps the extra empty lines.
+    for _ in 1..trailing {
+        out.push('\n');
+    }
+}
+
+fn write_double_quoted(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() || c == '\u{feff}' || c == '\u{2028}' || c == '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Whether `s` reads back as the same string, unquoted, under YAML 1.1 and 1.2.
+fn plain_ok(s: &str) -> bool {
+    if s.is_empty() || s != s.trim() || s.contains('\n') {
+        return false;
+    }
+    if s.chars()
+        .any(|c| c.is_control() || c == '\u{feff}' || c == '\u{2028}' || c == '\u{2029}')
+    {
+        return false;
+    }
+    let first = s.chars().next().unwrap();
+    if "-?:,[]{}#&*!|>'\"%@`".contains(first) {
+        return false;
+    }
+    if s.contains(": ") || s.contains(" #") || s.ends_with(':') || s.starts_with("...") {
+        return false;
+    }
+    !resolves_to_non_string(s)
+}
+
+/// YAML 1.1 (go-yaml) and 1.2 core schema forms of null, bool, int, float, timestamp,
+/// and the merge and value keys.
+fn resolves_to_non_string(s: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "~", "null", "Null", "NULL", "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO",
+        "true", "True", "TRUE", "false", "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF",
+        "<<", "=", ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf", "-.INF",
+        ".nan", ".NaN", ".NAN",
+    ];
+    if WORDS.contains(&s) {
+        return true;
+    }
+    let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
+    if looks_numeric(unsigned) {
+        return true;
+    }
+    // Timestamps (YAML 1.1): 2001-12-14, 2001-12-14t21:59:43.10-05:00, 2001-12-14 21:59:43.10 -5.
+    let b = s.as_bytes();
+    b.len() >= 8 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' && b[5].is_ascii_digit()
+}
+
+/// Integers in base 2, 8, 10 or 16, floats and YAML 1.1 sexagesimals, with `_` separators.
+fn looks_numeric(s: &str) -> bool {
+    let s: String = s.chars().filter(|&c| c != '_').collect();
+    let digits = |t: &str, radix: u32| !t.is_empty() && t.chars().all(|c| c.is_digit(radix));
+    if digits(&s, 10) {
+        return true;
+    }
+    for (prefix, radix) in [
+        ("0x", 16),
+        ("0X", 16),
+        ("0o", 8),
+        ("0O", 8),
+        ("0b", 2),
+        ("0B", 2),
+    ] {
+        if s.strip_prefix(prefix)
+            .is_some_and(|rest| digits(rest, radix))
+        {
+            return true;
+        }
+    }
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() > 1 && parts[..parts.len() - 1].iter().all(|p| digits(p, 10)) {
+        let last = parts[parts.len() - 1];
+        if digits(last, 10)
+            || last.parse::<f64>().is_ok() && last.chars().all(|c| c.is_ascii_digit() || c == '.')
+        {
+            return true;
+        }
+    }
+    // Rust's float syntax also takes "inf" and "nan", which are plain words in YAML.
+    s.chars().all(|c| c.is_ascii_digit() || "+-.eE".contains(c)) && s.parse::<f64>().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn roundtrip(v: &Value) -> Value {
+        serde_yaml::from_str(&to_string(v).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn yaml_1_1_specials_are_quoted() {
+        for s in [
+            "on",
+            "off",
+            "yes",
+            "no",
+            "y",
+            "n",
+            "Y",
+            "N",
+            "true",
+            "False",
+            "null",
+            "~",
+            "",
+            " padded",
+            "0755",
+            "0x1F",
+            "1e3",
+            "1_000",
+            "1:20",
+            "-1",
+            "+1",
+            ".5",
+            ".inf",
+            "-.inf",
+            ".nan",
+            "2024-11-05",
+            "2024-11-05T16:45:00Z",
+            "<<",
+            "=",
+            "- item",
+            "key: value",
+            "a #comment",
+            "ends:",
+            "#x",
+            "*alias",
+            "&anchor",
+            "!tag",
+            "@x",
+            "`x",
+            "%x",
+            "{x}",
+            "[x]",
+            "'x'",
+            "\"x\"",
+            "|x",
+            ">x",
+            "?x",
+            ",x",
+            "tab\there",
+            "0b101",
+            "0o17",
+            "1.",
+            "1.5e-3",
+            "1:20:30.5",
+            "12_345",
+        ] {
+            let out = to_string(&Value::String(s.into())).unwrap();
+            assert!(out.starts_with('"'), "{s:?} -> {out}");
+            assert_eq!(
+                roundtrip(&Value::String(s.into())),
+                Value::String(s.into()),
+                "{s:?}"
+            );
+        }
+        for s in [
+            "Node,RBAC",
+            "4m0s",
+            "10.96.0.0/12",
+            "registry.k8s.io",
+            "http://0.0.0.0:2381",
+            "v1.33.0",
+            "a-b",
+            "x:y",
+            "10.0.0.1",
+            "0.0.0.0",
+            "3.5.24-0",
+            "8760h0m0s",
+            "infinity",
+            "nan",
+            "1.2.3",
+        ] {
+            assert_eq!(
+                to_string(&Value::String(s.into())).unwrap(),
+                format!("{s}\n")
+            );
+        }
+    }
+
+    #[test]
+    fn layout_follows_go_yaml() {
+        let yaml = "\
+apiVersion: v1
+data:
+  ClusterConfiguration: |
+    apiServer:
+      extraArgs:
+      - name: a
+        value: \"on\"
+    kind: ClusterConfiguration
+  NoNewline: |-
+    one
+    two
+  Empty: \"\"
+kind: ConfigMap
+metadata:
+  annotations: {}
+  labels:
+    example.com/enabled: \"yes\"
+  finalizers: []
+  list:
+  - - 1
+    - 2
+  - a: 1
+    b: [x]
+  - {}
+  n: null
+  b: false
+  f: 1.5
+";
+        let v: Value = serde_yaml::from_str(yaml).unwrap();
+        assert_eq!(
+            to_string(&v).unwrap(),
+            yaml.replace("b: [x]", "b:\n    - x")
+                .replace("  n: null", "  \"n\": null")
+        );
+        assert_eq!(roundtrip(&v), v);
+    }
+
+    fn arb_string() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9 :#'\"\\-\\n\\t.{}\\[\\],&*!|>%@`~]{0,12}",
+            prop::sample::select(vec![
+                "on",
+                "yes",
+                "0755",
+                "1e3",
+                "2024-01-01",
+                "a\n b\n",
+                "\n",
+                "x\n\n",
+                " ",
+                "a\n  \n"
+            ])
+            .prop_map(str::to_string),
+        ]
+    }
+
+    fn arb_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| Value::Number(n.into())),
+            arb_string().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Sequence),
+                prop::collection::vec((arb_string(), inner), 0..4).prop_map(|kvs| {
+                    Value::Mapping(
+                        kvs.into_iter()
+                            .map(|(k, v)| (Value::String(k), v))
+                            .collect(),
+                    )
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn everything_reads_back_the_same(v in arb_value()) {
+            prop_assert_eq!(roundtrip(&v), v);
+        }
+    }
+}

@@ -1,0 +1,453 @@
+//! The certificates, checked by independent tools (`openssl verify`, `openssl x509
+//! -text`) and by snapshots of every profile parsed back from the written PEM.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use phases::config::{load_file, GoDuration};
+use phases::pki::{describe_certificate, ensure_certificates, CertId, Event, PkiConfig, PkiError};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn pki_for(config: &str, cert_dir: &Path) -> PkiConfig {
+    let cfg = load_file(&repo().join("testdata/config").join(config)).unwrap();
+    PkiConfig::from_kubeadm(&cfg, cert_dir.to_path_buf())
+}
+
+fn openssl(args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl is installed (hack/install-deps.sh)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn snapshot_all(dir: &Path) -> String {
+    let mut out = String::new();
+    for id in CertId::ALL {
+        let pem = std::fs::read(id.cert_path(dir)).unwrap();
+        let desc = describe_certificate(&pem).unwrap();
+        let mut value = serde_yaml::to_value(&desc).unwrap();
+        let map = value.as_mapping_mut().unwrap();
+        for redacted in ["serial", "notBefore", "notAfter"] {
+            map.insert(redacted.into(), "[redacted]".into());
+        }
+        out.push_str(&format!(
+            "# {}\n{}",
+            id.base_name(),
+            serde_yaml::to_string(&value).unwrap()
+        ));
+    }
+    out
+}
+
+/// Every profile for every configuration: subject, issuer, usages, SANs, key type,
+/// lifetime; and, independently, `openssl verify` against the CA.
+#[test]
+fn every_profile_matches_kubeadm() {
+    insta::glob!("../../testdata/config", "*.yaml", |path| {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = pki_for(path.file_name().unwrap().to_str().unwrap(), dir.path());
+        ensure_certificates(&cfg, &CertId::ALL, false).unwrap();
+        insta::assert_snapshot!(snapshot_all(dir.path()));
+
+        let ca = CertId::EtcdCa.cert_path(dir.path());
+        for id in &CertId::ALL[1..] {
+            let cert = id.cert_path(dir.path());
+            let verified = openssl(&[
+                "verify",
+                "-CAfile",
+                ca.to_str().unwrap(),
+                cert.to_str().unwrap(),
+            ]);
+            assert_eq!(verified.trim(), format!("{}: OK", cert.display()));
+        }
+        // The leaf's not-before is backdated 5 minutes and its lifetime is the configured one.
+        let server =
+            describe_certificate(&std::fs::read(CertId::EtcdServer.cert_path(dir.path())).unwrap())
+                .unwrap();
+        assert_eq!(
+            server.lifetime,
+            GoDuration(cfg.validity + std::time::Duration::from_secs(300)).to_string()
+        );
+    });
+}
+
+#[test]
+fn openssl_sees_the_sans_and_usages() {
+    let dir = tempfile::tempdir().unwrap();
+    ensure_certificates(
+        &pki_for("v1beta4-extra-sans.yaml", dir.path()),
+        &CertId::ALL,
+        false,
+    )
+    .unwrap();
+    let text = |id: CertId| {
+        openssl(&[
+            "x509",
+            "-noout",
+            "-text",
+            "-in",
+            id.cert_path(dir.path()).to_str().unwrap(),
+        ])
+    };
+
+    let server = text(CertId::EtcdServer);
+    assert!(server.contains("Subject: CN = cp-2"), "{server}");
+    assert!(server.contains(
+        "DNS:*.etcd.example.internal, DNS:cp-2, DNS:etcd.example.internal, DNS:localhost, IP Address:10.0.0.12, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1, IP Address:192.168.10.5"
+    ), "{server}");
+    assert!(server.contains("TLS Web Server Authentication, TLS Web Client Authentication"));
+    assert!(server.contains("Digital Signature, Key Encipherment"));
+    assert!(server.contains("CA:FALSE"));
+
+    let peer = text(CertId::EtcdPeer);
+    assert!(peer.contains("DNS:cp-2, DNS:localhost, DNS:peer.example.internal, IP Address:10.0.0.12, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1, IP Address:10.0.0.99"), "{peer}");
+
+    let ca = text(CertId::EtcdCa);
+    assert!(ca.contains("Subject: CN = etcd-ca"));
+    assert!(ca.contains("CA:TRUE"));
+    assert!(ca.contains("Digital Signature, Key Encipherment, Certificate Sign"));
+
+    for (id, cn) in [
+        (
+            CertId::EtcdHealthcheckClient,
+            "kube-etcd-healthcheck-client",
+        ),
+        (CertId::ApiserverEtcdClient, "kube-apiserver-etcd-client"),
+    ] {
+        let client = text(id);
+        assert!(
+            client.contains(&format!("Subject: CN = {cn}\n")),
+            "{client}"
+        );
+        assert!(client.contains("TLS Web Client Authentication"));
+        assert!(!client.contains("TLS Web Server Authentication"));
+        assert!(!client.contains("Subject Alternative Name"));
+    }
+}
+
+#[test]
+fn files_have_kubeadms_paths_and_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert_dir = dir.path().join("pki");
+    ensure_certificates(
+        &pki_for("v1beta4-ipv4.yaml", &cert_dir),
+        &CertId::ALL,
+        false,
+    )
+    .unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&cert_dir), 0o700);
+    assert_eq!(mode(&cert_dir.join("etcd")), 0o700);
+    let mut files: Vec<String> = walk(&cert_dir)
+        .into_iter()
+        .map(|p| {
+            format!(
+                "{:o} {}",
+                mode(&p),
+                p.strip_prefix(&cert_dir).unwrap().display()
+            )
+        })
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "600 apiserver-etcd-client.key",
+            "600 etcd/ca.key",
+            "600 etcd/healthcheck-client.key",
+            "600 etcd/peer.key",
+            "600 etcd/server.key",
+            "644 apiserver-etcd-client.crt",
+            "644 etcd/ca.crt",
+            "644 etcd/healthcheck-client.crt",
+            "644 etcd/peer.crt",
+            "644 etcd/server.crt",
+        ]
+    );
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn snapshot_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>, std::time::SystemTime)> {
+    let mut files: Vec<_> = walk(dir)
+        .into_iter()
+        .map(|p| {
+            let meta = std::fs::metadata(&p).unwrap();
+            (
+                p.clone(),
+                std::fs::read(&p).unwrap(),
+                meta.modified().unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_second_run_changes_no_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = pki_for("v1beta4-ecdsa-p256.yaml", dir.path());
+    ensure_certificates(&cfg, &CertId::ALL, false).unwrap();
+    let before = snapshot_bytes(dir.path());
+    let report = ensure_certificates(&cfg, &CertId::ALL, false).unwrap();
+    assert!(report.written.is_empty());
+    assert_eq!(
+        report.events,
+        vec![
+            Event::UsingExistingCa {
+                base_name: "etcd/ca",
+                keyless: false
+            },
+            Event::UsingExisting {
+                base_name: "etcd/server"
+            },
+            Event::UsingExisting {
+                base_name: "etcd/peer"
+            },
+            Event::UsingExisting {
+                base_name: "etcd/healthcheck-client"
+            },
+            Event::UsingExisting {
+                base_name: "apiserver-etcd-client"
+            },
+        ]
+    );
+    assert_eq!(snapshot_bytes(dir.path()), before);
+}
+
+#[test]
+fn a_certificate_from_another_ca_is_refused_and_left_alone() {
+    let ours = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let cfg = pki_for("v1beta4-ecdsa-p256.yaml", ours.path());
+    ensure_certificates(&cfg, &[CertId::EtcdCa], false).unwrap();
+    ensure_certificates(
+        &pki_for("v1beta4-ecdsa-p256.yaml", other.path()),
+        &CertId::ALL,
+        false,
+    )
+    .unwrap();
+    for ext in ["crt", "key"] {
+        std::fs::copy(
+            other.path().join(format!("etcd/server.{ext}")),
+            ours.path().join(format!("etcd/server.{ext}")),
+        )
+        .unwrap();
+    }
+    let foreign = std::fs::read(CertId::EtcdServer.cert_path(ours.path())).unwrap();
+    let err = ensure_certificates(&cfg, &CertId::ALL, false).unwrap_err();
+    assert!(matches!(err, PkiError::NotSignedByCa { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.starts_with(&format!(
+            "{}: certificate is not signed by the etcd CA",
+            CertId::EtcdServer.cert_path(ours.path()).display()
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("remove it to have it regenerated, or restore the CA that signed it"),
+        "{message}"
+    );
+    assert_eq!(
+        std::fs::read(CertId::EtcdServer.cert_path(ours.path())).unwrap(),
+        foreign
+    );
+    assert!(
+        !CertId::EtcdPeer.cert_path(ours.path()).exists(),
+        "nothing else was written"
+    );
+}
+
+#[test]
+fn a_certificate_missing_a_san_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = pki_for("v1beta4-ecdsa-p256.yaml", dir.path());
+    ensure_certificates(&cfg, &CertId::ALL, false).unwrap();
+    cfg.advertise_address = Some("10.0.0.99".parse().unwrap());
+    let err = ensure_certificates(&cfg, &[CertId::EtcdServer], false).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: certificate is not valid for IP address 10.0.0.99; it must cover DNS names [cp-4 localhost] and IPs [10.0.0.99 127.0.0.1 ::1]; remove it to have it regenerated",
+            CertId::EtcdServer.cert_path(dir.path()).display()
+        )
+    );
+}
+
+#[test]
+fn an_external_ca_needs_every_leaf_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = pki_for("v1beta4-ecdsa-p256.yaml", dir.path());
+    ensure_certificates(&cfg, &CertId::ALL, false).unwrap();
+    std::fs::remove_file(CertId::EtcdCa.key_path(dir.path())).unwrap();
+
+    let report = ensure_certificates(&cfg, &CertId::ALL, false).unwrap();
+    assert_eq!(
+        report.events[0],
+        Event::UsingExistingCa {
+            base_name: "etcd/ca",
+            keyless: true
+        }
+    );
+
+    std::fs::remove_file(CertId::EtcdPeer.cert_path(dir.path())).unwrap();
+    std::fs::remove_file(CertId::EtcdPeer.key_path(dir.path())).unwrap();
+    let err = ensure_certificates(&cfg, &CertId::ALL, false).unwrap_err();
+    assert!(
+        err.to_string().contains("missing, and the etcd CA is external (ca.crt without ca.key), so it cannot be generated here"),
+        "{err}"
+    );
+}
+
+#[test]
+fn half_a_pair_is_never_completed_by_overwriting() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = pki_for("v1beta4-ecdsa-p256.yaml", dir.path());
+    ensure_certificates(&cfg, &CertId::ALL, false).unwrap();
+    std::fs::remove_file(CertId::EtcdPeer.cert_path(dir.path())).unwrap();
+    let key = std::fs::read(CertId::EtcdPeer.key_path(dir.path())).unwrap();
+    let err = ensure_certificates(&cfg, &CertId::ALL, false).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("never overwrites a file it did not make"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(CertId::EtcdPeer.key_path(dir.path())).unwrap(),
+        key
+    );
+}
+
+#[test]
+fn a_leaf_needs_its_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = ensure_certificates(
+        &pki_for("v1beta4-ecdsa-p256.yaml", dir.path()),
+        &[CertId::EtcdServer],
+        false,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("the etcd certificate authority is missing; create it first with `kubeadm-etcd phase certs etcd-ca`"), "{err}");
+}
+
+#[test]
+fn a_key_that_is_not_the_certificates_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = pki_for("v1beta4-ecdsa-p256.yaml", dir.path());
+    ensure_certificates(&cfg, &CertId::ALL, false).unwrap();
+    std::fs::copy(
+        CertId::EtcdPeer.key_path(dir.path()),
+        CertId::EtcdServer.key_path(dir.path()),
+    )
+    .unwrap();
+    let err = ensure_certificates(&cfg, &CertId::ALL, false).unwrap_err();
+    assert!(matches!(err, PkiError::KeyMismatch { .. }), "{err:?}");
+}
+
+#[test]
+fn dry_run_writes_nothing_and_lists_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert_dir = dir.path().join("pki");
+    let report = ensure_certificates(
+        &pki_for("v1beta4-ecdsa-p256.yaml", &cert_dir),
+        &CertId::ALL,
+        true,
+    )
+    .unwrap();
+    assert!(!cert_dir.exists());
+    let would: Vec<_> = report
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::WouldWrite { path, mode } => Some((
+                path.strip_prefix(&cert_dir).unwrap().display().to_string(),
+                *mode,
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(would.len(), 10);
+    assert_eq!(would[0], ("etcd/ca.key".to_string(), 0o600));
+    assert_eq!(would[1], ("etcd/ca.crt".to_string(), 0o644));
+}
+
+/// Keys kubeadm wrote (PKCS#1 "RSA PRIVATE KEY") are reused, so a cluster that kubeadm
+/// bootstrapped can be taken over.
+#[test]
+fn reuses_a_kubeadm_style_pkcs1_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = dir.path().join("etcd");
+    std::fs::create_dir_all(&etcd).unwrap();
+    let key = etcd.join("ca.key");
+    let cert = etcd.join("ca.crt");
+    openssl(&[
+        "genrsa",
+        "-traditional",
+        "-out",
+        key.to_str().unwrap(),
+        "2048",
+    ]);
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        key.to_str().unwrap(),
+        "-subj",
+        "/CN=etcd-ca",
+        "-days",
+        "3650",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign",
+        "-out",
+        cert.to_str().unwrap(),
+    ]);
+    assert!(std::fs::read_to_string(&key)
+        .unwrap()
+        .starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+    let report = ensure_certificates(
+        &pki_for("v1beta4-ipv4.yaml", dir.path()),
+        &CertId::ALL,
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        report.events[0],
+        Event::UsingExistingCa {
+            base_name: "etcd/ca",
+            keyless: false
+        }
+    );
+    let verified = openssl(&[
+        "verify",
+        "-CAfile",
+        cert.to_str().unwrap(),
+        CertId::EtcdServer.cert_path(dir.path()).to_str().unwrap(),
+    ]);
+    assert!(verified.ends_with(": OK\n"));
+}
