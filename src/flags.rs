@@ -141,7 +141,7 @@ impl FlagValues {
             m.try_get_many::<String>(id)
                 .ok()
                 .flatten()
-                .map(|v| v.cloned().filter(|s| !s.is_empty()).collect())
+                .map(|v| v.filter(|s| !s.is_empty()).cloned().collect())
                 .unwrap_or_default()
         }
         fn switch(m: &ArgMatches, id: &str) -> bool {

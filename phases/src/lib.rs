@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod fsutil;
+pub mod manifest;
 pub mod pki;
 pub mod versions;
 

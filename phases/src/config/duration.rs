@@ -81,12 +81,16 @@ impl GoDuration {
             };
             let mut nanos = whole.checked_mul(scale).ok_or_else(|| err("overflow"))?;
             if !frac_part.is_empty() {
-                // Same rounding as Go: truncate the fraction after scaling.
-                let digits = frac_part.len().min(30) as u32;
+                // Same rounding as Go: truncate the fraction after scaling. 25 digits
+                // times the largest scale (an hour, under 10^13 ns) stays below u128::MAX;
+                // further digits are far below a nanosecond (Go ignores them too).
+                let digits = frac_part.len().min(25) as u32;
                 let frac: u128 = frac_part[..digits as usize]
                     .parse()
                     .map_err(|_| err("number too large"))?;
-                nanos += frac * scale / 10u128.pow(digits);
+                nanos = nanos
+                    .checked_add(frac * scale / 10u128.pow(digits))
+                    .ok_or_else(|| err("overflow"))?;
             }
             total_nanos = total_nanos
                 .checked_add(nanos)
@@ -213,6 +217,36 @@ mod tests {
             let err = GoDuration::parse(input).unwrap_err();
             assert!(err.reason.contains(reason), "{input}: {err}");
             assert!(err.to_string().contains(&format!("{input:?}")), "{err}");
+        }
+    }
+
+    /// Found by phases/tests/fuzz.rs: long fractions of minutes and hours overflowed
+    /// (a panic in debug builds, a wrong duration in release builds).
+    #[test]
+    fn long_fractions_and_huge_numbers_do_not_overflow() {
+        assert_eq!(
+            GoDuration::parse(".10000000000000000000000000000m")
+                .unwrap()
+                .0,
+            Duration::from_secs(6)
+        );
+        assert_eq!(
+            GoDuration::parse("1.999999999999999999999999999999h")
+                .unwrap()
+                .0,
+            Duration::from_nanos(7_199_999_999_999)
+        );
+        let max = u128::MAX.to_string();
+        for input in [
+            format!("{max}ns"),
+            format!("{max}.9h"),
+            format!("{}.9ns", u128::MAX),
+        ] {
+            assert_eq!(
+                GoDuration::parse(&input).unwrap_err().reason,
+                "overflow",
+                "{input}"
+            );
         }
     }
 

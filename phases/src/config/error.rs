@@ -64,18 +64,8 @@ pub enum ConfigError {
         api_version: String,
     },
 
-    #[error(
-        "{source_name}: {kind} ({api_version}), field {field}{}: {message}",
-        at(location)
-    )]
-    Field {
-        source_name: String,
-        kind: String,
-        api_version: String,
-        field: String,
-        location: Option<Location>,
-        message: String,
-    },
+    #[error(transparent)]
+    Field(Box<FieldError>),
 
     #[error("{source_name}: more than one {kind} document; a configuration holds at most one of each kind")]
     Duplicate { source_name: String, kind: String },
@@ -94,4 +84,19 @@ pub enum ConfigError {
 
     #[error("{source_name}: this phase manages a local (stacked) etcd, but the ClusterConfiguration sets etcd.external; kubeadm-etcd does not manage the members of an external etcd cluster")]
     ExternalEtcd { source_name: String },
+}
+
+/// A field with a wrong value; boxed in [`ConfigError::Field`] to keep errors small.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{source_name}: {kind} ({api_version}), field {field}{}: {message}",
+    at(location)
+)]
+pub struct FieldError {
+    pub source_name: String,
+    pub kind: String,
+    pub api_version: String,
+    pub field: String,
+    pub location: Option<Location>,
+    pub message: String,
 }

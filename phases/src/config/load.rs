@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::error::Location;
+use super::error::{FieldError, Location};
 use super::raw::{self, ExtraArgs, ExtraArgsList, ExtraArgsMap};
 use super::{
     ApiVersion, ClusterConfig, ConfigError, EncryptionAlgorithm, Etcd, ExternalEtcd, GoDuration,
@@ -290,7 +290,7 @@ impl Ctx<'_> {
                     column: l.column(),
                 })
             });
-            ConfigError::Field {
+            ConfigError::Field(Box::new(FieldError {
                 source_name: self.source_name.to_string(),
                 kind: doc.kind.clone(),
                 api_version: doc.api_version.to_string(),
@@ -301,7 +301,7 @@ impl Ctx<'_> {
                 } else {
                     field
                 },
-            }
+            }))
         })
     }
 
@@ -313,14 +313,14 @@ impl Ctx<'_> {
         field: &str,
         message: String,
     ) -> ConfigError {
-        ConfigError::Field {
+        ConfigError::Field(Box::new(FieldError {
             source_name: self.source_name.to_string(),
             kind: kind.to_string(),
             api_version: version.to_string(),
             field: field.to_string(),
             location: self.locate(field),
             message,
-        }
+        }))
     }
 
     /// The line of a field's last key, found by looking for it in the text: right

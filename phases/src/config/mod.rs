@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use duration::{DurationError, GoDuration};
-pub use error::ConfigError;
+pub use error::{ConfigError, FieldError, Location};
 pub use load::{load_file, load_str};
 pub use raw::{Arg, EnvVar};
 

@@ -155,7 +155,6 @@ fn bad_configurations_get_clear_errors() {
         ("relative-data-dir.yaml", &["field etcd.local.dataDir (line 5, column 5)", "must be an absolute path"]),
     ];
     let mut all = String::new();
-    let mut failed = false;
     for (file, fragments) in cases {
         let message = load_relative(&format!("bad/{file}"))
             .unwrap_err()
@@ -165,9 +164,6 @@ fn bad_configurations_get_clear_errors() {
             "{message}"
         );
         for fragment in *fragments {
-            if std::env::var("SHOW").is_ok() {
-                eprintln!("{message}");
-            }
             assert!(
                 message.contains(fragment),
                 "{file}: {message:?} lacks {fragment:?}"
@@ -175,7 +171,6 @@ fn bad_configurations_get_clear_errors() {
         }
         all.push_str(&format!("{file}:\n  {message}\n"));
     }
-    assert!(!failed, "messages lack fragments (see above)");
     let bad_dir = testdata("bad");
     let fixtures = std::fs::read_dir(bad_dir).unwrap().count();
     assert_eq!(

@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Benchmarks for kubeadm-etcd, each measured side by side with a baseline in the same
+run, runs alternated, reported as medians and ratios. Never part of the test run: the
+test suite only runs `--smoke` (one iteration of everything) so the script cannot rot.
+
+  certs      `phase certs all` against the same five certificates made with the openssl
+             CLI (RSA-2048 and ECDSA-P256). Target: at most 0.4x openssl's time for RSA-2048.
+  coldstart  `phase etcd local --dry-run` from process start to exit, against `true`
+             (the floor of starting any process).
+  join       add-to-voter time of our join-learner + promote against kubeadm's way done
+             with etcdctl (retry `member promote` every 500 ms) and the same with a 10 ms
+             retry, on fresh clusters of the same shape and data (see bench_join.py).
+
+Usage: hack/bench.py [--smoke] [--runs N] [certs|coldstart|join ...]
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(REPO, "target", "release", "kubeadm-etcd")
+
+CONFIG = """apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+nodeRegistration: {{name: bench-1}}
+localAPIEndpoint: {{advertiseAddress: 127.0.0.1}}
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+kubernetesVersion: v1.32.0
+encryptionAlgorithm: {alg}
+etcd:
+  local:
+    imageTag: 3.5.1-0
+"""
+
+# The openssl side makes what `phase certs all` makes: the etcd CA and four leaves with
+# kubeadm's subjects, usages and SANs. One openssl process per key and per signature,
+# which is how operators script it.
+LEAVES = [
+    ("etcd/server", "bench-1", "serverAuth,clientAuth", "DNS:bench-1,DNS:localhost,IP:127.0.0.1,IP:::1"),
+    ("etcd/peer", "bench-1", "serverAuth,clientAuth", "DNS:bench-1,DNS:localhost,IP:127.0.0.1,IP:::1"),
+    ("etcd/healthcheck-client", "kube-etcd-healthcheck-client", "clientAuth", None),
+    ("apiserver-etcd-client", "kube-apiserver-etcd-client", "clientAuth", None),
+]
+
+
+def openssl_newkey(alg):
+    return ["-newkey", "rsa:2048"] if alg == "RSA-2048" else ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+
+
+def run_openssl_set(alg, out):
+    os.makedirs(os.path.join(out, "etcd"), exist_ok=True)
+    ca_key, ca_crt = os.path.join(out, "etcd/ca.key"), os.path.join(out, "etcd/ca.crt")
+    quiet = dict(check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(["openssl", "req", "-x509", "-nodes", *openssl_newkey(alg), "-keyout", ca_key, "-out", ca_crt,
+                    "-subj", "/CN=etcd-ca", "-days", "3650",
+                    "-addext", "basicConstraints=critical,CA:TRUE",
+                    "-addext", "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign",
+                    "-addext", "subjectAltName=DNS:etcd-ca"], **quiet)
+    for base, cn, eku, san in LEAVES:
+        key, csr, crt = (os.path.join(out, base + ext) for ext in (".key", ".csr", ".crt"))
+        subprocess.run(["openssl", "req", "-new", "-nodes", *openssl_newkey(alg), "-keyout", key, "-out", csr,
+                        "-subj", "/CN=" + cn], **quiet)
+        ext = os.path.join(out, base + ".ext")
+        with open(ext, "w") as f:
+            f.write("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n")
+            f.write("extendedKeyUsage=%s\n" % eku)
+            if san:
+                f.write("subjectAltName=%s\n" % san)
+        subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial",
+                        "-days", "365", "-extfile", ext, "-out", crt], **quiet)
+
+
+def run_ours(alg, out):
+    cfg = os.path.join(out, "kubeadm.yaml")
+    os.makedirs(out, exist_ok=True)
+    with open(cfg, "w") as f:
+        f.write(CONFIG.format(alg=alg))
+    subprocess.run([BIN, "phase", "certs", "all", "--config", cfg, "--cert-dir", os.path.join(out, "pki")],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def timed(fn, *args):
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+def alternate(runs, contenders):
+    """Runs every contender once per round, in an order that rotates each round, so that
+    drift in the machine's load hits all of them alike."""
+    samples = {name: [] for name, _ in contenders}
+    for round_ in range(runs):
+        order = contenders[round_ % len(contenders):] + contenders[:round_ % len(contenders)]
+        for name, fn in order:
+            with tempfile.TemporaryDirectory() as tmp:
+                samples[name].append(fn(tmp))
+    return samples
+
+
+def report(title, samples, baseline, unit="ms", scale=1000.0):
+    base = statistics.median(samples[baseline])
+    print(f"\n## {title}")
+    print(f"| {'what':<44} | median {unit:<3} | runs | ratio to {baseline} |")
+    print(f"|{'-' * 46}|{'-' * 12}|{'-' * 6}|{'-' * (12 + len(baseline))}|")
+    out = {}
+    for name, values in samples.items():
+        med = statistics.median(values)
+        out[name] = {"median": med, "runs": len(values), "ratio": med / base if base else None}
+        print(f"| {name:<44} | {med * scale:>10.1f} | {len(values):>4} | {med / base:>{11 + len(baseline)}.2f}x |")
+    return out
+
+
+def bench_certs(runs):
+    results = {}
+    for alg in ("RSA-2048", "ECDSA-P256"):
+        samples = alternate(runs, [
+            (f"openssl CLI ({alg})", lambda tmp, a=alg: timed(run_openssl_set, a, tmp)),
+            (f"kubeadm-etcd phase certs all ({alg})", lambda tmp, a=alg: timed(run_ours, a, tmp)),
+        ])
+        results[alg] = report(f"phase certs all vs openssl, {alg}", samples, f"openssl CLI ({alg})")
+    return results
+
+
+def bench_coldstart(runs):
+    def ours(tmp):
+        cfg = os.path.join(tmp, "kubeadm.yaml")
+        with open(cfg, "w") as f:
+            f.write(CONFIG.format(alg="ECDSA-P256"))
+        return timed(subprocess.run, [BIN, "phase", "etcd", "local", "--dry-run", "--config", cfg,
+                                       "--cert-dir", os.path.join(tmp, "pki"), "--manifest-dir", tmp],
+                     **{"check": True, "stdout": subprocess.DEVNULL})
+
+    samples = alternate(runs, [
+        ("true (process start floor)", lambda tmp: timed(subprocess.run, ["true"], check=True)),
+        ("phase etcd local --dry-run", ours),
+    ])
+    return report("cold start of phase etcd local --dry-run", samples, "true (process start floor)")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--smoke", action="store_true", help="one iteration of everything, small databases")
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("which", nargs="*", default=["certs", "coldstart", "join"])
+    args = parser.parse_args()
+    runs = 1 if args.smoke else args.runs
+    if not os.path.exists(BIN):
+        sys.exit(f"{BIN} is missing: run hack/bench.sh, which builds it")
+    if shutil.which("openssl") is None:
+        sys.exit("openssl is missing: run hack/install-deps.sh")
+    print(f"# kubeadm-etcd benchmarks ({'smoke, ' if args.smoke else ''}{runs} runs, {os.cpu_count()} cores)")
+    results = {}
+    if "certs" in args.which:
+        results["certs"] = bench_certs(runs)
+    if "coldstart" in args.which:
+        results["coldstart"] = bench_coldstart(max(runs, 1) * (1 if args.smoke else 2))
+    if "join" in args.which:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import bench_join  # noqa: E402
+        results["join"] = bench_join.run(BIN, runs=runs, smoke=args.smoke, report=report)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2, sort_keys=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,413 @@
+//! The etcd static Pod manifest, as kubeadm renders it (`GetEtcdPodSpec` in
+//! `cmd/kubeadm/app/phases/etcd/local.go`, `ComponentPod` in
+//! `cmd/kubeadm/app/util/staticpod/utils.go`), for the etcd release the image runs.
+//!
+//! Rendering is pure and byte-stable: the same configuration gives the same bytes, with
+//! mapping keys sorted like kubeadm's output (Go's YAML marshaller sorts them). One
+//! deliberate choice: there is no `metadata.creationTimestamp`. kubeadm printed
+//! `creationTimestamp: null` until Kubernetes 1.34 dropped zero timestamps from serialized
+//! objects (k/k PR #130989); the kubelet treats both the same, and a null field is noise
+//! in users' snapshot tests. `status: {}` stays, as kubeadm still prints it.
+//!
+//! The etcd version (from the image tag) decides the spelling of the graduated flags, the
+//! flags an old release lacks, and the probes; see [`command::EtcdProfile`].
+
+pub mod bundle;
+pub mod command;
+mod error;
+pub mod probes;
+mod yaml;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, EnvVarSource, HostPathVolumeSource, Pod, PodSecurityContext, PodSpec,
+    PodStatus, ResourceRequirements, SeccompProfile, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+pub use bundle::{
+    write_external_bundle, BundleHost, BundleOptions, BundlePaths, BundleReport, HostBundle,
+};
+pub use command::EtcdProfile;
+pub use error::ManifestError;
+
+use crate::config::{KubeadmConfig, LocalEtcd};
+use crate::fsutil;
+use crate::versions;
+
+/// The static Pod's file name in the manifest directory.
+pub const MANIFEST_FILE_NAME: &str = "etcd.yaml";
+/// The annotation kubeadm reads to find the etcd members (`NewFromCluster`).
+pub const ADVERTISE_CLIENT_URLS_ANNOTATION: &str =
+    "kubeadm.kubernetes.io/etcd.advertise-client-urls";
+/// `system-node-critical`'s priority; the kubelet admits static Pods before the
+/// scheduler knows the class, so kubeadm writes the number too.
+pub const SYSTEM_NODE_CRITICAL_PRIORITY: i32 = 2_000_001_000;
+pub const MANIFEST_FILE_MODE: u32 = 0o600;
+pub const MANIFEST_DIR_MODE: u32 = 0o700;
+/// The oldest etcd with learners.
+pub const MIN_LEARNER_ETCD: semver::Version = semver::Version::new(3, 4, 0);
+
+const DATA_VOLUME: &str = "etcd-data";
+const CERTS_VOLUME: &str = "etcd-certs";
+
+/// A member of the initial cluster, as the learner join reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Member {
+    pub name: String,
+    pub peer_url: String,
+}
+
+/// What the manifest needs beyond the kubeadm configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestOptions {
+    /// The certificate directory the paths in the command point at.
+    pub cert_dir: PathBuf,
+    /// `None`: the first member of a new cluster (`--initial-cluster=<node>=<peer URL>`,
+    /// no state flag, so etcd's default `new`). `Some(members)`: a joining member; the list
+    /// includes this node, and `--initial-cluster-state=existing` is added.
+    pub initial_cluster: Option<Vec<Member>>,
+}
+
+impl ManifestOptions {
+    pub fn first_member(cert_dir: PathBuf) -> Self {
+        Self {
+            cert_dir,
+            initial_cluster: None,
+        }
+    }
+
+    pub fn joining(cert_dir: PathBuf, members: Vec<Member>) -> Self {
+        Self {
+            cert_dir,
+            initial_cluster: Some(members),
+        }
+    }
+}
+
+/// What [`write_manifest`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Created,
+    /// Byte-identical: nothing was touched, not even the modification time.
+    Unchanged,
+    /// The previous manifest was copied to `backup`, then replaced.
+    Replaced {
+        backup: PathBuf,
+    },
+}
+
+/// `https://<ip>:2379`; IPv6 in brackets (kubeadm's `GetClientURLByIP`).
+pub fn client_url(ip: IpAddr) -> String {
+    format!("https://{}", SocketAddr::new(ip, 2379))
+}
+
+/// `https://<ip>:2380`; IPv6 in brackets (kubeadm's `GetPeerURL`).
+pub fn peer_url(ip: IpAddr) -> String {
+    format!("https://{}", SocketAddr::new(ip, 2380))
+}
+
+/// `<manifest_dir>/etcd.yaml`.
+pub fn manifest_path(manifest_dir: &Path) -> PathBuf {
+    manifest_dir.join(MANIFEST_FILE_NAME)
+}
+
+/// The etcd image tag the configuration asks for, the etcd release it stands for, and a
+/// warning worth showing:
+/// - `etcd.local.imageTag` wins;
+/// - else kubeadm's supported-etcd table for `kubernetesVersion` (the nearest entry, with
+///   a warning, when the minor is not in the table);
+/// - else, with no `kubernetesVersion`, the newest entry (kubeadm's `DefaultEtcdVersion`),
+///   with a warning.
+pub fn etcd_version_of(
+    cfg: &KubeadmConfig,
+) -> Result<(String, semver::Version, Option<String>), ManifestError> {
+    let local = cfg.require_local_etcd()?;
+    let (tag, warning) = match (&local.image_tag, &cfg.cluster.kubernetes_semver) {
+        (Some(tag), _) => (tag.clone(), None),
+        (None, Some(k8s)) => versions::etcd_version_for_kubernetes(k8s),
+        (None, None) => {
+            let (minor, tag) = *versions::SUPPORTED_ETCD_VERSIONS
+                .last()
+                .expect("the table is not empty");
+            (
+                tag.to_string(),
+                Some(format!(
+                    "{}: kubernetesVersion is not set; using etcd {tag}, the version kubeadm v1.{minor} deploys (set kubernetesVersion or etcd.local.imageTag to choose)",
+                    cfg.source_name()
+                )),
+            )
+        }
+    };
+    let version =
+        versions::etcd_semver_from_tag(&tag).map_err(|source| ManifestError::ImageTag {
+            source_name: cfg.source_name(),
+            source,
+        })?;
+    Ok((tag, version, warning))
+}
+
+/// `<etcd.local.imageRepository or imageRepository>/etcd:<tag>` (kubeadm's `GetEtcdImage`).
+pub fn etcd_image(cfg: &KubeadmConfig, local: &LocalEtcd, tag: &str) -> String {
+    let repository = local
+        .image_repository
+        .as_deref()
+        .unwrap_or(&cfg.cluster.image_repository);
+    format!("{repository}/etcd:{tag}")
+}
+
+/// The etcd static Pod for this node.
+pub fn etcd_pod(cfg: &KubeadmConfig, opts: &ManifestOptions) -> Result<Pod, ManifestError> {
+    let local = cfg.require_local_etcd()?;
+    let node_name = cfg.require_node_name()?;
+    let advertise_address = cfg.require_advertise_address()?;
+    let (tag, version, _) = etcd_version_of(cfg)?;
+    if version < MIN_LEARNER_ETCD {
+        return Err(ManifestError::UnsupportedEtcd { version });
+    }
+    let profile = EtcdProfile::new(version);
+    if let Some(members) = &opts.initial_cluster {
+        check_initial_cluster(node_name, members)?;
+    }
+    let env = merge_extra_envs(cfg, local)?;
+
+    let command = command::etcd_command(&command::CommandInput {
+        node_name,
+        advertise_address,
+        data_dir: &local.data_dir,
+        cert_dir: &opts.cert_dir,
+        initial_cluster: opts.initial_cluster.as_deref(),
+        extra_args: &local.extra_args,
+        profile: &profile,
+    });
+    let endpoint = probes::probe_endpoint(&local.extra_args, advertise_address.is_ipv6());
+    let probes = probes::probes(
+        &endpoint,
+        &profile,
+        cfg.timeouts
+            .control_plane_component_health_check
+            .as_duration(),
+    );
+
+    let data_dir = local.data_dir.display().to_string();
+    let certs_dir = opts.cert_dir.join("etcd").display().to_string();
+    let container = Container {
+        name: "etcd".into(),
+        command: Some(command),
+        image: Some(etcd_image(cfg, local, &tag)),
+        image_pull_policy: Some("IfNotPresent".into()),
+        volume_mounts: Some(vec![
+            volume_mount(DATA_VOLUME, &data_dir),
+            volume_mount(CERTS_VOLUME, &certs_dir),
+        ]),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_string(), Quantity("100m".into())),
+                ("memory".to_string(), Quantity("100Mi".into())),
+            ])),
+            ..Default::default()
+        }),
+        liveness_probe: Some(probes.liveness),
+        readiness_probe: probes.readiness,
+        startup_probe: Some(probes.startup),
+        env: (!env.is_empty()).then_some(env),
+        ..Default::default()
+    };
+    // kubeadm builds the volumes from a map and sorts them by name.
+    let mut volumes = vec![
+        host_path_volume(DATA_VOLUME, &data_dir),
+        host_path_volume(CERTS_VOLUME, &certs_dir),
+    ];
+    volumes.sort_by(|a, b| a.name.cmp(&b.name));
+
+    Ok(Pod {
+        metadata: ObjectMeta {
+            name: Some("etcd".into()),
+            namespace: Some("kube-system".into()),
+            labels: Some(BTreeMap::from([
+                ("component".to_string(), "etcd".to_string()),
+                ("tier".to_string(), "control-plane".to_string()),
+            ])),
+            // Always the default client URL, even when extraArgs move the listener:
+            // kubeadm's discovery reads this annotation.
+            annotations: Some(BTreeMap::from([(
+                ADVERTISE_CLIENT_URLS_ANNOTATION.to_string(),
+                client_url(advertise_address),
+            )])),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            containers: vec![container],
+            host_network: Some(true),
+            priority: Some(SYSTEM_NODE_CRITICAL_PRIORITY),
+            priority_class_name: Some("system-node-critical".into()),
+            security_context: Some(PodSecurityContext {
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            volumes: Some(volumes),
+            ..Default::default()
+        }),
+        status: Some(PodStatus::default()),
+    })
+}
+
+fn check_initial_cluster(node_name: &str, members: &[Member]) -> Result<(), ManifestError> {
+    if members.is_empty() {
+        return Err(ManifestError::EmptyInitialCluster {
+            node_name: node_name.to_string(),
+        });
+    }
+    if !members.iter().any(|m| m.name == node_name) {
+        return Err(ManifestError::NotInInitialCluster {
+            node_name: node_name.to_string(),
+            members: members
+                .iter()
+                .map(|m| format!("{}={}", m.name, m.peer_url))
+                .collect::<Vec<_>>()
+                .join(","),
+        });
+    }
+    Ok(())
+}
+
+/// kubeadm's `MergeKubeadmEnvVars`: one variable per name, the last definition wins,
+/// sorted by name.
+fn merge_extra_envs(cfg: &KubeadmConfig, local: &LocalEtcd) -> Result<Vec<EnvVar>, ManifestError> {
+    let mut merged: BTreeMap<&str, EnvVar> = BTreeMap::new();
+    for (index, env) in local.extra_envs.iter().enumerate() {
+        let value_from = match &env.value_from {
+            None => None,
+            Some(raw) => Some(serde_yaml::from_value::<EnvVarSource>(raw.clone()).map_err(
+                |e| ManifestError::ExtraEnv {
+                    source_name: cfg.source_name(),
+                    index,
+                    name: env.name.clone(),
+                    reason: e.to_string(),
+                },
+            )?),
+        };
+        merged.insert(
+            &env.name,
+            EnvVar {
+                name: env.name.clone(),
+                value: (!env.value.is_empty()).then(|| env.value.clone()),
+                value_from,
+            },
+        );
+    }
+    Ok(merged.into_values().collect())
+}
+
+fn volume_mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        ..Default::default()
+    }
+}
+
+fn host_path_volume(name: &str, path: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        host_path: Some(HostPathVolumeSource {
+            path: path.into(),
+            type_: Some("DirectoryOrCreate".into()),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Rebuilds every mapping with its keys in sorted order, whatever map type serde_json
+/// was built with, so that the output does not depend on struct field order.
+fn sorted(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let entries: BTreeMap<String, serde_json::Value> =
+                map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+            serde_json::Value::Object(entries.into_iter().collect())
+        }
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.into_iter().map(sorted).collect())
+        }
+        other => other,
+    }
+}
+
+fn pod_value(pod: &Pod) -> Result<serde_json::Value, ManifestError> {
+    serde_json::to_value(pod)
+        .map(sorted)
+        .map_err(|e| ManifestError::Serialize(e.to_string()))
+}
+
+/// The manifest as YAML: keys sorted, block style, ending in a newline; strings that
+/// YAML 1.1 (the kubelet's reader) or 1.2 would take for another type are double-quoted.
+pub fn render_yaml(pod: &Pod) -> Result<String, ManifestError> {
+    Ok(yaml::to_string(&pod_value(pod)?))
+}
+
+/// The manifest as indented JSON, keys sorted, ending in a newline.
+pub fn render_json(pod: &Pod) -> Result<String, ManifestError> {
+    let mut text = serde_json::to_string_pretty(&pod_value(pod)?)
+        .map_err(|e| ManifestError::Serialize(e.to_string()))?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// The backup name of a replaced manifest: named after the old content, so rerunning
+/// never piles up copies of the same bytes and the name can be checked with `sha256sum`.
+pub fn backup_path(backup_dir: &Path, old: &[u8]) -> PathBuf {
+    let digest = ring::digest::digest(&ring::digest::SHA256, old);
+    let hex: String = digest.as_ref()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    backup_dir.join(format!("{MANIFEST_FILE_NAME}.{hex}"))
+}
+
+/// Writes `<manifest_dir>/etcd.yaml` (mode 0600, directory 0700 when created) atomically.
+/// Identical content is left alone; different content is first copied to
+/// [`backup_path`] in `backup_dir`, then replaced.
+pub fn write_manifest(
+    manifest_dir: &Path,
+    backup_dir: &Path,
+    yaml: &str,
+) -> Result<WriteOutcome, ManifestError> {
+    let path = manifest_path(manifest_dir);
+    let old = fsutil::read_if_exists(&path).map_err(|source| ManifestError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    if old.as_deref() == Some(yaml.as_bytes()) {
+        return Ok(WriteOutcome::Unchanged);
+    }
+    let write_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ManifestError::Write { path, source }
+    };
+    fsutil::create_dir_all_with_mode(manifest_dir, MANIFEST_DIR_MODE)
+        .map_err(write_error(manifest_dir))?;
+    let outcome = match old {
+        None => WriteOutcome::Created,
+        Some(old) => {
+            let backup = backup_path(backup_dir, &old);
+            fsutil::create_dir_all_with_mode(backup_dir, MANIFEST_DIR_MODE)
+                .map_err(write_error(backup_dir))?;
+            fsutil::write_atomic(&backup, &old, MANIFEST_FILE_MODE)
+                .map_err(write_error(&backup))?;
+            WriteOutcome::Replaced { backup }
+        }
+    };
+    fsutil::write_atomic(&path, yaml.as_bytes(), MANIFEST_FILE_MODE).map_err(write_error(&path))?;
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests;
