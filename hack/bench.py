@@ -114,7 +114,8 @@ def report(title, samples, baseline, unit="ms", scale=1000.0):
     for name, values in samples.items():
         med = statistics.median(values)
         out[name] = {"median": med, "runs": len(values), "ratio": med / base if base else None}
-        print(f"| {name:<44} | {med * scale:>10.1f} | {len(values):>4} | {med / base:>{11 + len(baseline)}.2f}x |")
+        digits = 3 if unit == "s" else 1
+        print(f"| {name:<44} | {med * scale:>10.{digits}f} | {len(values):>4} | {med / base:>{11 + len(baseline)}.2f}x |")
     return out
 
 

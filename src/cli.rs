@@ -66,19 +66,15 @@ fn workflow_command(workflow: &'static crate::workflow::Workflow) -> Command {
     for node in &nodes {
         flags.extend(node.phase.flags.iter().copied());
     }
+    // Listed by the names --skip-phases takes, so the help is the reference for it.
+    let width = nodes.iter().map(|n| n.path.len()).max().unwrap_or(0);
     let phase_list: Vec<String> = nodes
         .iter()
-        .map(|n| {
-            let depth = n.path.matches('/').count();
-            format!(
-                "{}{:<32} {}",
-                "  ".repeat(depth + 1),
-                n.phase.name,
-                n.phase.short
-            )
-        })
+        .map(|n| format!("  {:<width$}  {}", n.path, n.phase.short))
         .collect();
     let mut cmd = Command::new(workflow.name)
+        // The phase table is laid out by hand; wrapping would break its columns.
+        .term_width(0)
         .about(workflow.short)
         .long_about(format!(
             "{}\n\nThe {} workflow executes the following phases:\n{}",

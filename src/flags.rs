@@ -79,7 +79,7 @@ impl Flag {
                 .value_parser(clap::value_parser!(PathBuf)),
             Flag::EtcdKeyFile => value("etcd-keyfile", "FILE", "Client key for etcd [default: <cert-dir>/etcd/healthcheck-client.key]")
                 .value_parser(clap::value_parser!(PathBuf)),
-            Flag::Timeout => value("timeout", "DURATION", "How long to wait, in Go's syntax (90s, 5m0s, 1h) [default: the configuration's timeouts.etcdAPICall]")
+            Flag::Timeout => value("timeout", "DURATION", "How long to wait, in Go's syntax (90s, 5m0s, 1h) [default: the configuration's timeouts.etcdAPICall; for join-learner and promote at least 10m]")
                 .value_parser(|s: &str| GoDuration::parse(s).map_err(|e| e.to_string())),
             Flag::WipeDataDir => switch("wipe-data-dir", "Delete a data directory that belongs to another etcd cluster instead of refusing to join"),
             Flag::MemberId => value("id", "ID", "The etcd member ID, in hex as etcdctl prints it"),

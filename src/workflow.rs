@@ -105,6 +105,60 @@ const ETCD_LOCAL_FLAGS: &[Flag] = &[
     Output,
 ];
 
+const ETCD_JOIN_FLAGS: &[Flag] = &[
+    Config,
+    CertDir,
+    NodeName,
+    AdvertiseAddress,
+    Endpoints,
+    Kubeconfig,
+    EtcdCaFile,
+    EtcdCertFile,
+    EtcdKeyFile,
+    Timeout,
+    WipeDataDir,
+    ManifestDir,
+    BackupDir,
+    DryRun,
+];
+const ETCD_PROMOTE_FLAGS: &[Flag] = &[
+    Config,
+    CertDir,
+    NodeName,
+    AdvertiseAddress,
+    MemberId,
+    Endpoints,
+    Kubeconfig,
+    EtcdCaFile,
+    EtcdCertFile,
+    EtcdKeyFile,
+    Timeout,
+    DryRun,
+];
+const ETCD_INSPECT_FLAGS: &[Flag] = &[
+    Config,
+    CertDir,
+    Endpoints,
+    Kubeconfig,
+    EtcdCaFile,
+    EtcdCertFile,
+    EtcdKeyFile,
+    Output,
+];
+const ETCD_REMOVE_FLAGS: &[Flag] = &[
+    Config,
+    CertDir,
+    NodeName,
+    MemberId,
+    Endpoints,
+    Kubeconfig,
+    EtcdCaFile,
+    EtcdCertFile,
+    EtcdKeyFile,
+    Force,
+    DryRun,
+];
+
 /// `kubeadm-etcd phase ...`: every phase, individually invokable.
 pub static PHASES: &[Phase] = &[
     Phase {
@@ -132,6 +186,36 @@ pub static PHASES: &[Phase] = &[
                 long: "Write the etcd static Pod manifest for the first member of a new cluster (--initial-cluster with this member only). The output is deterministic: --dry-run prints exactly the bytes it would write.",
                 example: "  kubeadm-etcd phase etcd local --config kubeadm.yaml --dry-run",
                 ..Phase::leaf("local", "Generate the static Pod manifest file for a local, single-node local etcd instance", ETCD_LOCAL_FLAGS, commands::etcd::local)
+            },
+            Phase {
+                long: "For every host of an external etcd cluster, write <output-dir>/<host>/ with its kubeadm configuration (kubeadmcfg.yaml), its certificates (pki/) and its static Pod manifest (manifests/etcd.yaml; --initial-cluster lists every host, state new). One CA signs every host; its key stays in <output-dir>/ca/ and never in a host folder. Rerunning reuses the CA and valid certificates. The configuration file gives the cluster-wide settings (kubernetesVersion, etcd.local, ...).",
+                example: "  kubeadm-etcd phase etcd external-bundle --config cluster.yaml --hosts etcd-0=10.0.1.10,etcd-1=10.0.1.11,etcd-2=10.0.1.12 --output-dir ./etcd-hosts",
+                ..Phase::leaf("external-bundle", "Generate certificates, kubeadm configurations and static Pod manifests for the hosts of an external etcd cluster", &[Config, Hosts, OutputDir], commands::etcd::external_bundle)
+            },
+            Phase {
+                long: "Add this node to an existing etcd cluster as a learner (a non-voting member, so quorum is untouched) and write its static Pod manifest with --initial-cluster listing every member and --initial-cluster-state=existing. Checks first that the cluster has quorum, runs etcd 3.4 or newer, does not use this node's name for another member, and that the data directory is empty or this member's own. Idempotent: a member with this peer URL is reused. Waits (bounded by --timeout) while another member is joining. Finds the cluster through --endpoints, else etcd.external.endpoints, else the etcd Pods through --kubeconfig.",
+                example: "  kubeadm-etcd phase etcd join-learner --config join.yaml --endpoints https://10.0.0.1:2379",
+                ..Phase::leaf("join-learner", "Add this node to the etcd cluster as a learner and write its static Pod manifest", ETCD_JOIN_FLAGS, commands::membership::join_learner)
+            },
+            Phase {
+                long: "Wait until the learner has started and caught up with the leader (progress from the Status RPC), check that it answers, then promote it to a voting member and wait until the cluster is healthy with it. The learner is this node's member (by peer URL), or --node-name / --id. --timeout defaults to the configuration's timeouts.etcdAPICall but at least 10m, for large databases; on timeout the error says whether the learner never started, is stuck, or does not answer, and how to roll it back.",
+                example: "  kubeadm-etcd phase etcd promote --config join.yaml --endpoints https://10.0.0.1:2379\n  kubeadm-etcd phase etcd promote --id 8e9e05c52164694d --endpoints https://10.0.0.1:2379 --timeout 30m",
+                ..Phase::leaf("promote", "Promote this node's etcd learner to a voting member once it has caught up", ETCD_PROMOTE_FLAGS, commands::membership::promote)
+            },
+            Phase {
+                long: "Every member with its ID (hex), name, peer and client URLs, role, whether it started, leader, version, DB size, raft term, raft and applied index, and a learner's progress against the leader.",
+                example: "  kubeadm-etcd phase etcd status --endpoints https://10.0.0.1:2379 -o json",
+                ..Phase::leaf("status", "Show every etcd member and its state", ETCD_INSPECT_FLAGS, commands::membership::status)
+            },
+            Phase {
+                long: "Quorum-based health: healthy when a majority of the voting members answer without errors and know a leader. Warns about learners, unhealthy voters and an even number of voters. Exits non-zero when unhealthy.",
+                example: "  kubeadm-etcd phase etcd check-health --endpoints https://10.0.0.1:2379",
+                ..Phase::leaf("check-health", "Check that the etcd cluster has quorum", ETCD_INSPECT_FLAGS, commands::membership::check_health)
+            },
+            Phase {
+                long: "Remove a member by --node-name or --id (hex). A learner can always be removed (it does not vote): this is how a failed join is rolled back. A voting member is refused when the healthy voters that would remain could not keep quorum, unless --force. Idempotent: a member that is gone already is success.",
+                example: "  kubeadm-etcd phase etcd remove-member --id 8e9e05c52164694d --endpoints https://10.0.0.1:2379",
+                ..Phase::leaf("remove-member", "Remove a member from the etcd cluster without losing quorum", ETCD_REMOVE_FLAGS, commands::membership::remove_member)
             },
         ],
     ),
@@ -164,12 +248,17 @@ pub static WORKFLOWS: &[Workflow] = &[Workflow {
     short: "Set up the first etcd member of a new cluster: certificates, then its static Pod manifest",
     long: "Runs the phases certs and etcd/local in order. Select what runs with --skip-phases (a parent selects its children; skipping wins).",
     phases: &["certs", "etcd/local"],
+}, Workflow {
+    name: "join",
+    short: "Add this node's etcd member to an existing cluster: certificates, then join as a learner and promote it",
+    long: "Runs the phases certs, etcd/join-learner and etcd/promote in order: the member joins as a non-voting learner and becomes a voter only once it has caught up and answers. The etcd static Pod must start in between (the kubelet starts it from the manifest). Select what runs with --skip-phases.",
+    phases: &["certs", "etcd/join-learner", "etcd/promote"],
 }];
 
 /// A phase of a workflow with its full name (`certs/etcd-peer`).
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Node {
-    pub path: &'static str,
+    pub path: String,
     pub phase: &'static Phase,
     pub parent: Option<usize>,
 }
@@ -198,7 +287,7 @@ pub fn workflow_nodes(workflow: &Workflow) -> Vec<Node> {
     ) {
         let index = nodes.len();
         nodes.push(Node {
-            path: Box::leak(path.clone().into_boxed_str()),
+            path: path.clone(),
             phase,
             parent,
         });
@@ -232,7 +321,7 @@ pub fn workflow_nodes(workflow: &Workflow) -> Vec<Node> {
                     .find(|c| c.name == rest)
                     .expect("workflow names a known phase");
                 nodes.push(Node {
-                    path: Box::leak(format!("{top}/{rest}").into_boxed_str()),
+                    path: format!("{top}/{rest}"),
                     phase: child,
                     parent: Some(parent),
                 });
@@ -251,7 +340,7 @@ pub fn compute_run_flags(
     filter: &[String],
     skip: &[String],
 ) -> anyhow::Result<Vec<bool>> {
-    let known: Vec<&str> = nodes.iter().map(|n| n.path).collect();
+    let known: Vec<&str> = nodes.iter().map(|n| n.path.as_str()).collect();
     for name in filter.iter().chain(skip) {
         if !known.contains(&name.as_str()) {
             bail!(
@@ -266,8 +355,8 @@ pub fn compute_run_flags(
     for (i, node) in nodes.iter().enumerate() {
         let parent_runs = node.parent.is_some_and(|p| run[p]);
         let parent_skipped = node.parent.is_some_and(|p| skipped[p]);
-        skipped[i] = parent_skipped || skip.iter().any(|s| s == node.path);
-        let selected = filter.is_empty() || parent_runs || filter.iter().any(|f| f == node.path);
+        skipped[i] = parent_skipped || skip.contains(&node.path);
+        let selected = filter.is_empty() || parent_runs || filter.contains(&node.path);
         run[i] = selected && !skipped[i];
     }
     Ok(run)
@@ -343,12 +432,12 @@ pub fn run_phase(ctx: &Context, group: &'static Phase, leaf: &'static Phase) -> 
 mod tests {
     use super::*;
 
-    fn names(nodes: &[Node], run: &[bool]) -> Vec<&'static str> {
+    fn names<'a>(nodes: &'a [Node], run: &[bool]) -> Vec<&'a str> {
         nodes
             .iter()
             .zip(run)
             .filter(|(_, &r)| r)
-            .map(|(n, _)| n.path)
+            .map(|(n, _)| n.path.as_str())
             .collect()
     }
 
@@ -358,7 +447,8 @@ mod tests {
 
     #[test]
     fn workflow_nodes_follow_the_declaration() {
-        let paths: Vec<_> = init().iter().map(|n| n.path).collect();
+        let nodes = init();
+        let paths: Vec<&str> = nodes.iter().map(|n| n.path.as_str()).collect();
         assert_eq!(
             paths,
             [
@@ -404,6 +494,19 @@ mod tests {
         let err = compute_run_flags(&init(), &[], &["certs/etcd-nope".to_string()]).unwrap_err();
         let message = err.to_string();
         assert!(message.starts_with("invalid phase name \"certs/etcd-nope\" in --skip-phases; valid names: certs, certs/etcd-ca,"), "{message}");
+    }
+
+    #[test]
+    fn join_runs_certs_then_the_learner_then_the_promotion() {
+        let join = WORKFLOWS.iter().find(|w| w.name == "join").unwrap();
+        let nodes = workflow_nodes(join);
+        let paths: Vec<&str> = nodes.iter().map(|n| n.path.as_str()).collect();
+        assert_eq!(paths[0], "certs");
+        assert_eq!(
+            &paths[paths.len() - 3..],
+            ["etcd", "etcd/join-learner", "etcd/promote"]
+        );
+        assert!(!paths.contains(&"etcd/local"));
     }
 
     #[test]

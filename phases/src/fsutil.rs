@@ -60,11 +60,23 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     let tmp_path = dir.join(tmp_name);
 
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp_path)?;
+        let open = || {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&tmp_path)
+        };
+        let mut file = match open() {
+            // A temporary named with this process's id is left over from a run that died
+            // with the same id (a container's pid 1, pid reuse after a reboot): nobody
+            // writes it, and refusing would make every rerun fail with "File exists".
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                fs::remove_file(&tmp_path)?;
+                open()?
+            }
+            other => other?,
+        };
         // The umask may have narrowed `mode`; set it exactly (it can only narrow, so the
         // file was never wider than asked).
         file.set_permissions(fs::Permissions::from_mode(mode))?;
@@ -119,6 +131,25 @@ mod tests {
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o644
+        );
+    }
+
+    /// Found by phases/tests/crash_safety.rs: after a crash, the next run with the same
+    /// pid failed on the leftover temporary.
+    #[test]
+    fn a_temporary_left_by_a_crash_with_the_same_pid_does_not_block_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.key");
+        let stale = dir
+            .path()
+            .join(format!(".ca.key.tmp-{}", std::process::id()));
+        fs::write(&stale, b"half a key").unwrap();
+        write_atomic(&path, b"the key", 0o600).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"the key");
+        assert!(!stale.exists());
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
         );
     }
 

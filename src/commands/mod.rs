@@ -3,4 +3,5 @@
 
 pub mod certs;
 pub mod etcd;
+pub mod membership;
 pub mod upgrade;

@@ -44,10 +44,23 @@ fn pad(indent: usize, out: &mut String) {
     out.extend(std::iter::repeat_n(' ', indent));
 }
 
+/// YAML readers (libyaml, go-yaml) refuse an implicit key longer than 1024 characters.
+const MAX_IMPLICIT_KEY: usize = 1024;
+
 fn write_mapping(m: &Mapping, indent: usize, out: &mut String) {
     for (k, v) in m {
         pad(indent, out);
-        write_scalar(k, indent, out);
+        let mut key = String::new();
+        write_scalar(k, indent, &mut key);
+        // Bytes, not characters: never longer than the limit, at worst explicit needlessly.
+        if key.len() > MAX_IMPLICIT_KEY {
+            out.push_str("? ");
+            out.push_str(&key);
+            out.push('\n');
+            pad(indent, out);
+        } else {
+            out.push_str(&key);
+        }
         out.push(':');
         write_value(v, indent, indent + 2, out);
     }
@@ -429,6 +442,31 @@ metadata:
                 }),
             ]
         })
+    }
+
+    /// Found by phases/tests/fuzz.rs: a key over 1024 characters was written as an
+    /// implicit key, which no YAML reader accepts.
+    #[test]
+    fn long_keys_are_written_as_explicit_keys() {
+        let long = "k".repeat(MAX_IMPLICIT_KEY + 1);
+        for value in [
+            Value::Null,
+            Value::String("on".into()),
+            Value::Sequence(vec![Value::Null]),
+            serde_yaml::from_str("{a: [1]}").unwrap(),
+        ] {
+            let mut m = Mapping::new();
+            m.insert(Value::String(long.clone()), value);
+            m.insert(Value::String("short".into()), Value::Bool(true));
+            let doc = Value::Mapping(serde_yaml::from_str("{a: b}").unwrap());
+            let mut nested = doc.as_mapping().unwrap().clone();
+            nested.insert(Value::String("nested".into()), Value::Mapping(m.clone()));
+            for v in [Value::Mapping(m.clone()), Value::Mapping(nested)] {
+                let text = to_string(&v).unwrap();
+                assert!(text.contains(&format!("? {long}\n")), "{text}");
+                assert_eq!(roundtrip(&v), v, "{text}");
+            }
+        }
     }
 
     proptest! {

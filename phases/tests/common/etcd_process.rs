@@ -146,8 +146,32 @@ impl EtcdProcess {
     }
 
     /// SIGSTOP: the member stops answering but keeps its sockets, like a hung node.
+    ///
+    /// Returns once the kernel reports the process stopped: SIGSTOP is delivered
+    /// asynchronously, and a check made right after sending it may still be answered.
     pub fn pause(&mut self) {
         self.signal(libc::SIGSTOP);
+        let stat = format!("/proc/{}/stat", self.pid());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            // The state is the first field after the parenthesised command name.
+            let state = std::fs::read_to_string(&stat)
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .map(|(_, rest)| rest.trim_start().chars().next())
+                })
+                .flatten();
+            if state == Some('T') {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "etcd (pid {}) did not stop within 5s of SIGSTOP",
+                self.pid()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// SIGCONT after [`pause`](Self::pause).

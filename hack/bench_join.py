@@ -1,0 +1,249 @@
+"""Join time, from member add to voter, measured three ways on fresh clusters of the same
+shape and data, runs alternated (called by hack/bench.py):
+
+  kubeadm-etcd   `phase etcd join-learner`, then `phase etcd promote` (a pipeline's view:
+                 from launching join-learner until promote has exited successfully)
+  etcdctl 500ms  kubeadm's way by hand: `member add --learner`, write the manifest, retry
+                 `member promote` every 500 ms (kubeadm's EtcdAPICallRetryInterval)
+  etcdctl 10ms   the same with a 10 ms retry: the practical floor
+
+Every cluster is one voter started from a copy of the same seed data directory (made once
+per database size, TLS everywhere, certificates from our phases), plus the joining member,
+started by hack/kubelet-standin.rs from the manifest as soon as it appears, exactly as in
+hack/local-cluster.sh. The tool's peak RSS is read from wait4() for join-learner and
+promote. Loopback addresses 127.251.0.0/24 (reserved for this benchmark in
+phases/tests/common/mod.rs), kubeadm's standard ports.
+"""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ETCD = os.path.join(REPO, "_output", "etcd-3.5.1", "etcd")
+ETCDCTL = os.path.join(REPO, "_output", "etcd-3.5.1", "etcdctl")
+STANDIN = os.path.join(REPO, "target", "release", "examples", "kubelet-standin")
+SEED_IP, JOIN_IP = "127.251.0.11", "127.251.0.12"
+MIB = 1024 * 1024
+
+CONFIG = """apiVersion: kubeadm.k8s.io/v1beta4
+kind: {kind}
+nodeRegistration:
+  name: {name}
+{endpoint}
+timeouts:
+  etcdAPICall: 10m0s
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+certificatesDir: {dir}/pki
+etcd:
+  local:
+    dataDir: {dir}/data
+    imageTag: 3.5.1-0
+    extraArgs:
+    - name: quota-backend-bytes
+      value: "4294967296"
+"""
+
+
+def write_config(dir_, name, ip, join):
+    os.makedirs(dir_, exist_ok=True)
+    endpoint = (f"controlPlane:\n  localAPIEndpoint:\n    advertiseAddress: {ip}" if join
+                else f"localAPIEndpoint:\n  advertiseAddress: {ip}")
+    path = os.path.join(dir_, "kubeadm.yaml")
+    with open(path, "w") as f:
+        f.write(CONFIG.format(kind="JoinConfiguration" if join else "InitConfiguration", name=name,
+                              endpoint=endpoint, dir=dir_))
+    return path
+
+
+class Node:
+    def __init__(self, bin_, root, name, ip, join):
+        self.bin, self.dir, self.name, self.ip = bin_, os.path.join(root, name), name, ip
+        self.config = write_config(self.dir, name, ip, join)
+        self.manifests = os.path.join(self.dir, "manifests")
+        self.proc = None
+
+    def flags(self):
+        return ["--config", self.config, "--manifest-dir", self.manifests, "--backup-dir", os.path.join(self.dir, "tmp")]
+
+    def start_kubelet(self):
+        log = open(os.path.join(self.dir, "etcd.log"), "ab")
+        self.proc = subprocess.Popen([STANDIN, "--manifest", os.path.join(self.manifests, "etcd.yaml"),
+                                      "--etcd-bin", ETCD, "--wait", "600"], stdout=log, stderr=log,
+                                     stdin=subprocess.DEVNULL)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+    def tls(self):
+        pki = os.path.join(self.dir, "pki")
+        return ["--cacert", f"{pki}/etcd/ca.crt", "--cert", f"{pki}/etcd/healthcheck-client.crt",
+                "--key", f"{pki}/etcd/healthcheck-client.key"]
+
+
+def etcdctl(node, endpoint, *args, check=True, timeout=60):
+    return subprocess.run([ETCDCTL, "--endpoints", endpoint, *node.tls(), *args], env={"ETCDCTL_API": "3"},
+                          capture_output=True, text=True, check=check, timeout=timeout)
+
+
+def wait_healthy(node, endpoint, limit=120):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if node.proc.poll() is not None:
+            raise RuntimeError(f"{node.name}'s etcd exited; see {node.dir}/etcd.log")
+        if etcdctl(node, endpoint, "endpoint", "health", check=False, timeout=10).returncode == 0:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{node.name} not healthy within {limit}s")
+
+
+def run_tool(args, timeout=900):
+    """Runs kubeadm-etcd, returning (seconds, peak RSS in KiB)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"{args[1:4]} timed out")
+        time.sleep(0.002)
+    elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(args[1:4])} failed: {proc.stderr.read().decode()[-2000:]}")
+    return elapsed, usage.ru_maxrss
+
+
+def make_seed(bin_, work, size_mib):
+    """One voter with `size_mib` MiB of values, stopped: its directory is copied for
+    every run so that every cluster starts from the same data."""
+    seed = Node(bin_, work, "seed", SEED_IP, join=False)
+    subprocess.run([bin_, "init", *seed.flags()], check=True, stdout=subprocess.DEVNULL)
+    seed.start_kubelet()
+    try:
+        endpoint = f"https://{SEED_IP}:2379"
+        wait_healthy(seed, endpoint)
+        value = os.urandom(MIB // 2).hex()  # 1 MiB of text per key, under etcd's 1.5 MiB request limit
+        for i in range(size_mib):
+            subprocess.run([ETCDCTL, "--endpoints", endpoint, *seed.tls(), "put", f"/bench/{i:05d}"],
+                           input=value, env={"ETCDCTL_API": "3"}, text=True, check=True,
+                           stdout=subprocess.DEVNULL, timeout=60)
+    finally:
+        seed.stop()
+    return seed
+
+
+def fresh_cluster(bin_, seed, root):
+    """Copies the seed's directory (same member, same data) and starts it."""
+    first = os.path.join(root, "seed")
+    shutil.copytree(seed.dir, first, symlinks=True)
+    node = Node.__new__(Node)
+    node.bin, node.dir, node.name, node.ip = bin_, first, "seed", SEED_IP
+    node.config = write_config(first, "seed", SEED_IP, join=False)
+    node.manifests = os.path.join(first, "manifests")
+    node.proc = None
+    # The copied manifest still names the seed's paths; point it at the copy.
+    path = os.path.join(node.manifests, "etcd.yaml")
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text.replace(seed.dir, first))
+    node.start_kubelet()
+    wait_healthy(node, f"https://{SEED_IP}:2379")
+    return node
+
+
+def joiner(bin_, first, root):
+    node = Node(bin_, root, "joiner", JOIN_IP, join=True)
+    os.makedirs(os.path.join(node.dir, "pki", "etcd"), exist_ok=True)
+    for f in ("ca.crt", "ca.key"):
+        shutil.copy(os.path.join(first.dir, "pki", "etcd", f), os.path.join(node.dir, "pki", "etcd", f))
+    subprocess.run([bin_, "phase", "certs", "all", "--config", node.config], check=True, stdout=subprocess.DEVNULL)
+    return node
+
+
+def join_ours(bin_, first, node):
+    node.start_kubelet()
+    endpoints = ["--endpoints", f"https://{SEED_IP}:2379"]
+    start = time.perf_counter()
+    _, rss_join = run_tool([bin_, "phase", "etcd", "join-learner", *node.flags(), *endpoints])
+    _, rss_promote = run_tool([bin_, "phase", "etcd", "promote", "--config", node.config, *endpoints, "--timeout", "15m"])
+    return time.perf_counter() - start, max(rss_join, rss_promote)
+
+
+def join_etcdctl(bin_, first, node, retry):
+    """kubeadm's sequence done by hand: add as learner, write the manifest (our renderer,
+    with the member list etcdctl printed), the kubelet starts it, retry promote."""
+    node.start_kubelet()
+    endpoint = f"https://{SEED_IP}:2379"
+    # Rendered before the clock starts: kubeadm renders in-process, so this is not its cost.
+    rendered = subprocess.run([bin_, "phase", "etcd", "local", "--dry-run", "--config", node.config,
+                               "--manifest-dir", node.manifests], check=True, capture_output=True, text=True).stdout
+    start = time.perf_counter()
+    added = etcdctl(node, endpoint, "member", "add", node.name, "--learner", f"--peer-urls=https://{JOIN_IP}:2380")
+    member_id = re.search(r"Member\s+([0-9a-f]+)\s+added", added.stdout).group(1)
+    initial = re.search(r'ETCD_INITIAL_CLUSTER="([^"]+)"', added.stdout).group(1)
+    manifest = re.sub(r"--initial-cluster=\S+", f"--initial-cluster={initial}\n    - --initial-cluster-state=existing", rendered)
+    os.makedirs(node.manifests, exist_ok=True)
+    tmp = os.path.join(node.manifests, ".etcd.yaml.tmp")
+    with open(tmp, "w") as f:
+        f.write(manifest)
+    os.rename(tmp, os.path.join(node.manifests, "etcd.yaml"))
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        if etcdctl(node, endpoint, "member", "promote", member_id, check=False, timeout=30).returncode == 0:
+            return time.perf_counter() - start, None
+        time.sleep(retry)
+    raise RuntimeError("promote did not succeed within 15 minutes")
+
+
+def run(bin_, runs, smoke, report):
+    for path, what in ((ETCD, "etcd 3.5.1"), (ETCDCTL, "etcdctl 3.5.1")):
+        if not os.path.exists(path):
+            raise SystemExit(f"{what} is missing at {path}: run hack/install-deps.sh")
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "kubelet-standin"], cwd=REPO, check=True)
+    sizes = [(0, 1)] if smoke else [(0, runs), (64, runs), (512, max(3, runs // 3))]
+    results = {}
+    for size_mib, n in sizes:
+        with tempfile.TemporaryDirectory(prefix="kubeadm-etcd-bench-") as work:
+            seed = make_seed(bin_, work, size_mib)
+            contenders = [
+                ("kubeadm-etcd join-learner + promote", lambda f, j: join_ours(bin_, f, j)),
+                ("etcdctl, promote retried every 500 ms", lambda f, j: join_etcdctl(bin_, f, j, 0.5)),
+                ("etcdctl, promote retried every 10 ms", lambda f, j: join_etcdctl(bin_, f, j, 0.01)),
+            ]
+            samples = {name: [] for name, _ in contenders}
+            peak = []
+            for round_ in range(n):
+                order = contenders[round_ % 3:] + contenders[:round_ % 3]
+                for name, fn in order:
+                    root = tempfile.mkdtemp(dir=work)
+                    first = node = None
+                    try:
+                        first = fresh_cluster(bin_, seed, root)
+                        node = joiner(bin_, first, root)
+                        elapsed, rss = fn(first, node)
+                        samples[name].append(elapsed)
+                        if rss:
+                            peak.append(rss)
+                    finally:
+                        for member in (node, first):
+                            if member:
+                                member.stop()
+                        shutil.rmtree(root, ignore_errors=True)
+            title = f"join time, member add to voter, {size_mib} MiB database"
+            out = report(title, samples, "etcdctl, promote retried every 10 ms", unit="s", scale=1.0)
+            out["peak_rss_kib"] = max(peak) if peak else None
+            print(f"peak RSS of kubeadm-etcd during the join: {max(peak) / 1024:.1f} MiB" if peak else "")
+            results[f"{size_mib}MiB"] = out
+    return results

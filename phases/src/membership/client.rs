@@ -1,0 +1,705 @@
+//! A thin, careful wrapper around `etcd_client`: TLS only, a bounded time for every call,
+//! one cached connection per member, and etcd's errors sorted into the few cases the
+//! membership logic reacts to.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use etcd_client::{
+    Certificate, Client, ConnectOptions, GetOptions, Identity, MemberAddOptions, TlsOptions,
+};
+
+use super::{MemberId, MemberInfo, MembershipError, Result};
+
+/// kubeadm's `etcdTimeout`: how long one etcd call may take.
+pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The client certificate and CA used to talk to etcd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl EtcdTls {
+    /// kubeadm's choice: `etcd/ca.crt` and the `etcd/healthcheck-client` pair of the
+    /// certificate directory.
+    pub fn from_cert_dir(cert_dir: &Path) -> Self {
+        Self {
+            ca: cert_dir.join("etcd/ca.crt"),
+            cert: cert_dir.join("etcd/healthcheck-client.crt"),
+            key: cert_dir.join("etcd/healthcheck-client.key"),
+        }
+    }
+
+    /// Replaces the files that are given.
+    pub fn with_overrides(
+        mut self,
+        ca: Option<PathBuf>,
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+    ) -> Self {
+        if let Some(ca) = ca {
+            self.ca = ca;
+        }
+        if let Some(cert) = cert {
+            self.cert = cert;
+        }
+        if let Some(key) = key {
+            self.key = key;
+        }
+        self
+    }
+
+    fn load(&self) -> Result<TlsOptions> {
+        let read = |what: &'static str, path: &Path| {
+            std::fs::read(path).map_err(|source| MembershipError::ReadTls {
+                what,
+                path: path.to_path_buf(),
+                source,
+            })
+        };
+        let ca = read("CA certificate", &self.ca)?;
+        let cert = read("client certificate", &self.cert)?;
+        let key = read("client key", &self.key)?;
+        Ok(TlsOptions::new()
+            .ca_certificate(Certificate::from_pem(ca))
+            .identity(Identity::from_pem(cert, key)))
+    }
+}
+
+/// The etcd errors the membership logic tells apart. etcd's Go client recognises them by
+/// their message (`rpctypes`), and so do we: the gRPC codes are shared by several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtcdErrorKind {
+    /// `etcdserver: too many learner members in cluster`
+    TooManyLearners,
+    /// `etcdserver: unhealthy cluster` (strict reconfiguration check)
+    Unhealthy,
+    /// `etcdserver: can only promote a learner member which is in sync with leader`
+    LearnerNotReady,
+    /// `etcdserver: can only promote a learner member`
+    MemberNotLearner,
+    /// `etcdserver: Peer URLs already exists`
+    PeerUrlExists,
+    /// `etcdserver: member not found`
+    MemberNotFound,
+    /// `etcdserver: re-configuration failed due to not enough started members`
+    NotEnoughStartedMembers,
+    /// `etcdserver: rpc not supported for learner`
+    NotSupportedForLearner,
+    /// `etcdserver: no leader` and friends
+    NoLeader,
+    /// The call did not finish in time; it may or may not have landed.
+    Timeout,
+    /// The member could not be reached (connection refused, TLS failure, ...).
+    Unavailable,
+    Other,
+}
+
+/// A failed etcd call: its kind and etcd's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RpcError {
+    pub kind: EtcdErrorKind,
+    pub message: String,
+}
+
+impl RpcError {
+    fn timeout(after: Duration) -> Self {
+        Self {
+            kind: EtcdErrorKind::Timeout,
+            message: format!("no answer within {}", crate::config::GoDuration(after)),
+        }
+    }
+
+    /// Transport trouble, after which another member may answer.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self.kind,
+            EtcdErrorKind::Timeout | EtcdErrorKind::Unavailable | EtcdErrorKind::NoLeader
+        )
+    }
+}
+
+impl From<etcd_client::Error> for RpcError {
+    fn from(e: etcd_client::Error) -> Self {
+        classify(&e)
+    }
+}
+
+fn classify(e: &etcd_client::Error) -> RpcError {
+    use EtcdErrorKind::*;
+    let status = match e {
+        etcd_client::Error::GRpcStatus(s) => s,
+        etcd_client::Error::TransportError(_) => {
+            return RpcError {
+                kind: Unavailable,
+                message: chain(e),
+            }
+        }
+        _ => {
+            return RpcError {
+                kind: Other,
+                message: chain(e),
+            }
+        }
+    };
+    let message = status.message();
+    let kind = if message.contains("too many learner members") {
+        TooManyLearners
+    } else if message.contains("unhealthy cluster") {
+        Unhealthy
+    } else if message.contains("can only promote a learner member which is in sync") {
+        LearnerNotReady
+    } else if message.contains("can only promote a learner member") {
+        MemberNotLearner
+    } else if message.contains("Peer URLs already exists") || message.contains("peerURL exists") {
+        PeerUrlExists
+    } else if message.contains("member not found") {
+        MemberNotFound
+    } else if message.contains("not enough started members") {
+        NotEnoughStartedMembers
+    } else if message.contains("not supported for learner") {
+        NotSupportedForLearner
+    } else if message.contains("no leader") || message.contains("leader changed") {
+        NoLeader
+    } else {
+        match status.code() {
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => Timeout,
+            tonic::Code::Unavailable | tonic::Code::Unknown
+                if !message.starts_with("etcdserver:") =>
+            {
+                Unavailable
+            }
+            _ => Other,
+        }
+    };
+    let mut text = if message.is_empty() {
+        format!("{:?}", status.code())
+    } else {
+        message.to_string()
+    };
+    // tonic puts the reason a connection failed (refused, certificate) in the source chain.
+    let mut source = std::error::Error::source(status);
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    RpcError {
+        kind,
+        message: text,
+    }
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// One member's answer to the Status RPC.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    pub endpoint: String,
+    pub member_id: MemberId,
+    pub cluster_id: u64,
+    pub version: String,
+    pub db_size: i64,
+    pub db_size_in_use: i64,
+    /// The leader this member knows of; 0 when it knows none.
+    pub leader: MemberId,
+    /// The member's committed index.
+    pub raft_index: u64,
+    pub raft_term: u64,
+    pub raft_applied_index: u64,
+    pub is_learner: bool,
+    /// `etcdserver: no leader`, alarms.
+    pub errors: Vec<String>,
+}
+
+impl MemberStatus {
+    /// Healthy as kubeadm's quorum check sees it: it answered, reported no error and
+    /// knows a leader.
+    pub fn healthy(&self) -> bool {
+        self.errors.is_empty() && self.leader.0 != 0
+    }
+}
+
+/// The member list and the cluster it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub cluster_id: u64,
+    pub members: Vec<MemberInfo>,
+    /// The client URL that answered.
+    pub served_by: String,
+}
+
+impl Membership {
+    pub fn voters(&self) -> impl Iterator<Item = &MemberInfo> {
+        self.members.iter().filter(|m| !m.is_learner)
+    }
+
+    pub fn learners(&self) -> impl Iterator<Item = &MemberInfo> {
+        self.members.iter().filter(|m| m.is_learner)
+    }
+
+    pub fn by_id(&self, id: MemberId) -> Option<&MemberInfo> {
+        self.members.iter().find(|m| m.id == id)
+    }
+
+    pub fn by_peer_url(&self, url: &str) -> Option<&MemberInfo> {
+        self.members.iter().find(|m| m.has_peer_url(url))
+    }
+
+    /// The client URLs to send cluster calls to: started voters only. A learner rejects
+    /// almost every call ("rpc not supported for learner", kubeadm#3287).
+    pub fn voter_client_urls(&self) -> Vec<String> {
+        let mut urls = Vec::new();
+        for m in self.voters() {
+            for u in &m.client_urls {
+                if !urls.contains(u) {
+                    urls.push(u.clone());
+                }
+            }
+        }
+        urls
+    }
+}
+
+/// A handle on an etcd cluster, reached through the client URLs of its voters.
+///
+/// Connections are made lazily, one per URL, and reused by every later call: polling a
+/// learner every 100 ms must not mean a TLS handshake every 100 ms.
+#[derive(Clone)]
+pub struct EtcdClient {
+    tls: TlsOptions,
+    rpc_timeout: Duration,
+    endpoints: Arc<Mutex<Vec<String>>>,
+    clients: Arc<Mutex<HashMap<String, Client>>>,
+}
+
+impl std::fmt::Debug for EtcdClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdClient")
+            .field("endpoints", &self.endpoints())
+            .field("rpc_timeout", &self.rpc_timeout)
+            .finish()
+    }
+}
+
+impl EtcdClient {
+    /// A client for the cluster behind `endpoints` (client URLs). Only `https://` URLs are
+    /// accepted: this tool never talks to etcd in plaintext, not even as a fallback.
+    pub fn new(endpoints: &[String], tls: &EtcdTls, rpc_timeout: Duration) -> Result<Self> {
+        if endpoints.is_empty() {
+            return Err(MembershipError::NoEndpoints);
+        }
+        for url in endpoints {
+            check_https(url)?;
+        }
+        Ok(Self {
+            tls: tls.load()?,
+            rpc_timeout,
+            endpoints: Arc::new(Mutex::new(dedup(endpoints))),
+            clients: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+
+    /// The client URLs cluster calls go to.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.endpoints
+            .lock()
+            .expect("no panics while holding the lock")
+            .clone()
+    }
+
+    pub fn rpc_timeout(&self) -> Duration {
+        self.rpc_timeout
+    }
+
+    /// kubeadm's `Sync()`: replace the endpoints with the client URLs of the started
+    /// voters, so that every later call can reach any voter, and never a learner. Keeps the
+    /// old endpoints when the list has none (a cluster whose voters have not started).
+    pub fn sync_endpoints(&self, membership: &Membership) -> Result<()> {
+        let urls = membership.voter_client_urls();
+        if urls.is_empty() {
+            return Ok(());
+        }
+        for url in &urls {
+            check_https(url)?;
+        }
+        *self
+            .endpoints
+            .lock()
+            .expect("no panics while holding the lock") = urls;
+        Ok(())
+    }
+
+    async fn client(&self, url: &str) -> Result<Client, RpcError> {
+        if let Some(c) = self
+            .clients
+            .lock()
+            .expect("no panics while holding the lock")
+            .get(url)
+        {
+            return Ok(c.clone());
+        }
+        let options = ConnectOptions::new()
+            .with_tls(self.tls.clone())
+            .with_connect_timeout(self.rpc_timeout)
+            .with_timeout(self.rpc_timeout)
+            .with_keep_alive(Duration::from_secs(10), self.rpc_timeout);
+        let client = Client::connect([url], Some(options)).await?;
+        self.clients
+            .lock()
+            .expect("no panics while holding the lock")
+            .insert(url.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// Runs one call with the per-call time bound. tonic waits for a connection that is
+    /// not ready yet without limit; this is what makes every call finish.
+    async fn call<T, F, Fut>(&self, url: &str, f: F) -> Result<T, RpcError>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let client = self.client(url).await?;
+        match tokio::time::timeout(self.rpc_timeout, f(client)).await {
+            Ok(result) => result.map_err(RpcError::from),
+            Err(_) => Err(RpcError::timeout(self.rpc_timeout)),
+        }
+    }
+
+    /// The Status RPC on one member, which learners serve too.
+    pub async fn status(&self, url: &str) -> Result<MemberStatus, RpcError> {
+        let r = self
+            .call(url, |mut c| async move { c.status().await })
+            .await?;
+        let header = r.header();
+        Ok(MemberStatus {
+            endpoint: url.to_string(),
+            member_id: MemberId(header.map_or(0, |h| h.member_id())),
+            cluster_id: header.map_or(0, |h| h.cluster_id()),
+            version: r.version().to_string(),
+            db_size: r.db_size(),
+            db_size_in_use: r.raft_used_db_size(),
+            leader: MemberId(r.leader()),
+            raft_index: r.raft_index(),
+            raft_term: r.raft_term(),
+            raft_applied_index: r.raft_applied_index(),
+            is_learner: r.is_learner(),
+            errors: r.errors().to_vec(),
+        })
+    }
+
+    /// The member list as the cluster has agreed on it, from the first endpoint that
+    /// answers.
+    ///
+    /// etcd-client sends MemberList with `linearizable: false`, so a member that lags
+    /// behind could answer with an old list. A linearizable read on the same member first
+    /// makes it catch up with the leader's commit index (this is exactly what etcd 3.5's
+    /// `linearizable: true` does on the server, and 3.4 has no such field), so the list
+    /// that follows reflects every change committed before the call.
+    pub async fn member_list(&self) -> Result<Membership> {
+        self.member_list_with(true).await
+    }
+
+    /// The member list as whichever endpoint answers first knows it, even without a
+    /// leader: for status reports on a broken cluster.
+    pub async fn member_list_local(&self) -> Result<Membership> {
+        self.member_list_with(false).await
+    }
+
+    async fn member_list_with(&self, linearizable: bool) -> Result<Membership> {
+        let endpoints = self.endpoints();
+        let mut last_error = None;
+        for url in &endpoints {
+            if linearizable {
+                let barrier = self
+                    .call(url, |mut c| async move {
+                        c.get(
+                            "kubeadm-etcd/linearizable-barrier",
+                            Some(GetOptions::new().with_count_only()),
+                        )
+                        .await
+                    })
+                    .await;
+                if let Err(e) = barrier {
+                    last_error = Some(format!("{url}: {e}"));
+                    continue;
+                }
+            }
+            match self
+                .call(url, |mut c| async move { c.member_list().await })
+                .await
+            {
+                Ok(r) => {
+                    return Ok(Membership {
+                        cluster_id: r.header().map_or(0, |h| h.cluster_id()),
+                        members: r.members().iter().map(member_info).collect(),
+                        served_by: url.clone(),
+                    })
+                }
+                Err(e) => last_error = Some(format!("{url}: {e}")),
+            }
+        }
+        Err(MembershipError::NoEndpointAnswered {
+            endpoints: endpoints.join(","),
+            last_error: last_error.unwrap_or_default(),
+        })
+    }
+
+    /// Sends a cluster call to the endpoints in turn until one answers with something
+    /// other than transport trouble. etcd's own answers (errors included) are final.
+    async fn cluster_call<T, F, Fut>(&self, f: F) -> Result<(T, String), RpcError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let mut last = None;
+        for url in self.endpoints() {
+            match self.call(&url, &f).await {
+                Ok(v) => return Ok((v, url)),
+                // A learner's URL among the endpoints (before the first sync) cannot
+                // serve cluster calls; another endpoint may.
+                Err(e) if e.is_unavailable() || e.kind == EtcdErrorKind::NotSupportedForLearner => {
+                    last = Some(RpcError {
+                        message: format!("{url}: {}", e.message),
+                        ..e
+                    })
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or(RpcError {
+            kind: EtcdErrorKind::Unavailable,
+            message: "no endpoints".to_string(),
+        }))
+    }
+
+    /// MemberAdd with `isLearner`. Returns the new member's ID.
+    pub async fn add_learner(&self, peer_url: &str) -> Result<MemberId, RpcError> {
+        let urls = vec![peer_url.to_string()];
+        let (r, _) = self
+            .cluster_call(|mut c| {
+                let urls = urls.clone();
+                async move {
+                    c.member_add(urls, Some(MemberAddOptions::new().with_is_learner()))
+                        .await
+                }
+            })
+            .await?;
+        r.member()
+            .map(|m| MemberId(m.id()))
+            .ok_or_else(|| RpcError {
+                kind: EtcdErrorKind::Other,
+                message: "MemberAdd answered without the new member".to_string(),
+            })
+    }
+
+    /// MemberPromote.
+    pub async fn promote(&self, id: MemberId) -> Result<(), RpcError> {
+        self.cluster_call(|mut c| async move { c.member_promote(id.0).await })
+            .await
+            .map(|_| ())
+    }
+
+    /// MemberRemove.
+    pub async fn remove(&self, id: MemberId) -> Result<(), RpcError> {
+        self.cluster_call(|mut c| async move { c.member_remove(id.0).await })
+            .await
+            .map(|_| ())
+    }
+
+    /// Status of every member on its client URLs (the first that answers), in the
+    /// order of `members`, all asked at once. Members that have not started have no client
+    /// URL and get an error.
+    pub async fn statuses(&self, members: &[MemberInfo]) -> Vec<Result<MemberStatus, RpcError>> {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, m) in members.iter().enumerate() {
+            let this = self.clone();
+            let urls = m.client_urls.clone();
+            set.spawn(async move {
+                if urls.is_empty() {
+                    return (
+                        i,
+                        Err(RpcError {
+                            kind: EtcdErrorKind::Unavailable,
+                            message: "not started".to_string(),
+                        }),
+                    );
+                }
+                let mut last = None;
+                for url in urls {
+                    match this.status(&url).await {
+                        Ok(s) => return (i, Ok(s)),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                (i, Err(last.expect("at least one URL")))
+            });
+        }
+        let mut out: Vec<Option<Result<MemberStatus, RpcError>>> = vec![None; members.len()];
+        while let Some(joined) = set.join_next().await {
+            let (i, r) = joined.expect("status tasks do not panic");
+            out[i] = Some(r);
+        }
+        out.into_iter()
+            .map(|r| r.expect("every member was asked"))
+            .collect()
+    }
+}
+
+fn member_info(m: &etcd_client::Member) -> MemberInfo {
+    MemberInfo {
+        id: MemberId(m.id()),
+        name: m.name().to_string(),
+        peer_urls: m.peer_urls().to_vec(),
+        client_urls: m.client_urls().to_vec(),
+        is_learner: m.is_learner(),
+    }
+}
+
+fn check_https(url: &str) -> Result<()> {
+    if url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(MembershipError::NotHttps {
+            url: url.to_string(),
+        })
+    }
+}
+
+fn dedup(urls: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for u in urls {
+        if !out.contains(u) {
+            out.push(u.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: tonic::Code, message: &str) -> etcd_client::Error {
+        etcd_client::Error::GRpcStatus(tonic::Status::new(code, message))
+    }
+
+    #[test]
+    fn etcd_errors_are_told_apart_by_message() {
+        use tonic::Code::*;
+        let cases = [
+            (
+                FailedPrecondition,
+                "etcdserver: too many learner members in cluster",
+                EtcdErrorKind::TooManyLearners,
+            ),
+            (
+                Unavailable,
+                "etcdserver: unhealthy cluster",
+                EtcdErrorKind::Unhealthy,
+            ),
+            (
+                FailedPrecondition,
+                "etcdserver: can only promote a learner member which is in sync with leader",
+                EtcdErrorKind::LearnerNotReady,
+            ),
+            (
+                FailedPrecondition,
+                "etcdserver: can only promote a learner member",
+                EtcdErrorKind::MemberNotLearner,
+            ),
+            (
+                FailedPrecondition,
+                "etcdserver: Peer URLs already exists",
+                EtcdErrorKind::PeerUrlExists,
+            ),
+            (
+                NotFound,
+                "etcdserver: member not found",
+                EtcdErrorKind::MemberNotFound,
+            ),
+            (
+                Unavailable,
+                "etcdserver: rpc not supported for learner",
+                EtcdErrorKind::NotSupportedForLearner,
+            ),
+            (
+                Unavailable,
+                "etcdserver: no leader",
+                EtcdErrorKind::NoLeader,
+            ),
+            (
+                DeadlineExceeded,
+                "context deadline exceeded",
+                EtcdErrorKind::Timeout,
+            ),
+            (Unavailable, "tcp connect error", EtcdErrorKind::Unavailable),
+            (
+                Unavailable,
+                "etcdserver: request timed out, waiting for the applied index took too long",
+                EtcdErrorKind::Other,
+            ),
+        ];
+        for (code, message, kind) in cases {
+            assert_eq!(
+                RpcError::from(status(code, message)).kind,
+                kind,
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn plaintext_endpoints_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = EtcdTls::from_cert_dir(dir.path());
+        let err = EtcdClient::new(
+            &["http://127.0.0.1:2379".to_string()],
+            &tls,
+            DEFAULT_RPC_TIMEOUT,
+        )
+        .unwrap_err();
+        assert!(matches!(err, MembershipError::NotHttps { .. }), "{err}");
+        let err = EtcdClient::new(&["127.0.0.1:2379".to_string()], &tls, DEFAULT_RPC_TIMEOUT)
+            .unwrap_err();
+        assert!(matches!(err, MembershipError::NotHttps { .. }), "{err}");
+    }
+
+    #[test]
+    fn default_tls_files_are_kubeadms() {
+        let tls = EtcdTls::from_cert_dir(Path::new("/etc/kubernetes/pki")).with_overrides(
+            None,
+            Some("/tmp/c.crt".into()),
+            None,
+        );
+        assert_eq!(tls.ca, Path::new("/etc/kubernetes/pki/etcd/ca.crt"));
+        assert_eq!(tls.cert, Path::new("/tmp/c.crt"));
+        assert_eq!(
+            tls.key,
+            Path::new("/etc/kubernetes/pki/etcd/healthcheck-client.key")
+        );
+    }
+}

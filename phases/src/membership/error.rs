@@ -1,0 +1,157 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::MemberId;
+
+/// Everything that can stop a membership operation.
+///
+/// Messages name the member (hex ID as etcdctl prints it), the endpoint or the file, and
+/// say what to do next where there is something to do.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    #[error("failed to read the etcd {what} {}", path.display())]
+    ReadTls {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("etcd endpoint {url:?} is not an https:// URL; this tool talks to etcd over TLS only")]
+    NotHttps { url: String },
+
+    #[error("no etcd endpoints: pass --endpoints, set etcd.external.endpoints in the ClusterConfiguration, or pass --kubeconfig to discover them from the etcd Pods")]
+    NoEndpoints,
+
+    #[error("failed to discover the etcd endpoints from the API server: {message}")]
+    Discovery { message: String },
+
+    #[error("no etcd member answered on {endpoints}: {last_error}")]
+    NoEndpointAnswered {
+        endpoints: String,
+        last_error: String,
+    },
+
+    #[error("{endpoint}: etcd learner mode is not supported by this etcd version ({version})")]
+    UnsupportedVersion { endpoint: String, version: String },
+
+    #[error("the etcd cluster has no quorum: {healthy} of {voters} voting members are healthy, {needed} are needed ({details})")]
+    NoQuorum {
+        voters: usize,
+        healthy: usize,
+        needed: usize,
+        details: String,
+    },
+
+    #[error("the etcd member name {name:?} is already taken by member {id} with peer URLs [{}]; this node would join with peer URL {peer_url}. Remove the stale member first (kubeadm-etcd phase etcd remove-member --id {id}) or choose another node name", peer_urls.join(","))]
+    NameTaken {
+        name: String,
+        id: MemberId,
+        peer_urls: Vec<String>,
+        peer_url: String,
+    },
+
+    #[error("the etcd data directory {} {reason}; etcd would refuse to start with it or, worse, rejoin as the wrong member. Pass --wipe-data-dir to delete its contents", path.display())]
+    ForeignDataDir { path: PathBuf, reason: String },
+
+    #[error("failed to {action} the etcd data directory {}", path.display())]
+    DataDir {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("no etcd member matches {selector}")]
+    MemberNotFound { selector: String },
+
+    #[error("{selector} matches several etcd members ({ids})")]
+    Ambiguous { selector: String, ids: String },
+
+    #[error("the learner {id} ({peer_url}) never started within {}: no etcd process has joined with that peer URL (is the static Pod running? check the kubelet and the etcd container's log)", secs(*waited))]
+    NeverStarted {
+        id: MemberId,
+        peer_url: String,
+        waited: Duration,
+    },
+
+    #[error("the learner {id} ({name}) started but is stuck at {percent}% of the leader's log after {}: it has not caught up enough to be promoted (etcd needs 90%); a large database may need a longer --timeout", secs(*waited))]
+    Stuck {
+        id: MemberId,
+        name: String,
+        percent: u32,
+        waited: Duration,
+    },
+
+    #[error("refusing to promote the learner {id} ({name}): it does not answer on its client URL {url} ({reason}). etcd would promote it anyway if it caught up before going down, adding a voting member that is down and, on a one-member cluster, losing quorum")]
+    Unreachable {
+        id: MemberId,
+        name: String,
+        url: String,
+        reason: String,
+        waited: Duration,
+    },
+
+    #[error("the learner {id} was removed from the cluster while waiting to promote it")]
+    LearnerRemoved { id: MemberId },
+
+    #[error("refusing to {action} member {id} ({name}): {detail}. Pass --force to do it anyway")]
+    QuorumAtRisk {
+        action: &'static str,
+        id: MemberId,
+        name: String,
+        detail: String,
+    },
+
+    #[error("timed out after {} waiting to {what}: {last_error}", secs(*waited))]
+    Timeout {
+        what: String,
+        waited: Duration,
+        last_error: String,
+    },
+
+    #[error("{op} on {endpoint} failed")]
+    Rpc {
+        op: &'static str,
+        endpoint: String,
+        #[source]
+        source: super::RpcError,
+    },
+
+    // Boxed: both embed the configuration's large error, which would make every
+    // `Result` of this module as large.
+    #[error(transparent)]
+    Manifest(Box<crate::manifest::ManifestError>),
+
+    #[error(transparent)]
+    Config(Box<crate::config::ConfigError>),
+}
+
+impl From<crate::manifest::ManifestError> for MembershipError {
+    fn from(e: crate::manifest::ManifestError) -> Self {
+        Self::Manifest(Box::new(e))
+    }
+}
+
+impl From<crate::config::ConfigError> for MembershipError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        Self::Config(Box::new(e))
+    }
+}
+
+impl MembershipError {
+    /// The learner this failure left behind, when there is one to roll back: the caller
+    /// prints the `remove-member` command for it.
+    pub fn rollback_id(&self) -> Option<MemberId> {
+        match self {
+            Self::NeverStarted { id, .. }
+            | Self::Stuck { id, .. }
+            | Self::Unreachable { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
+}
+
+fn secs(d: Duration) -> String {
+    crate::config::GoDuration(Duration::from_millis(d.as_millis() as u64)).to_string()
+}

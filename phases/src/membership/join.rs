@@ -1,0 +1,550 @@
+//! `phase etcd join-learner`: announce this node to the cluster as a learner.
+//!
+//! Inputs: the cluster's client URLs, this node's name, peer URL and data directory.
+//! Output: the member's ID and the `--initial-cluster` its manifest must carry; the
+//! manifest itself is written by [`write_manifest`].
+//!
+//! Preconditions checked first, before anything changes: quorum, etcd 3.4 or newer on
+//! every member that answers, the name is not used by another member, and the data
+//! directory is empty or this member's own.
+//!
+//! Idempotent: a member with this peer URL is reused, learner or voter, started or not,
+//! so rerunning after a crash (even between the add and the manifest write) converges,
+//! and rerunning after success changes nothing.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::datadir::{self, DataDirState};
+use super::version::check_learner_support;
+use super::{
+    quorum, EtcdClient, EtcdErrorKind, Event, MemberId, MemberInfo, Membership, MembershipError,
+    Reporter, Result, RetryReason,
+};
+use crate::config::KubeadmConfig;
+use crate::manifest::{self, ManifestOptions, Member, WriteOutcome};
+
+/// kubeadm's `EtcdAPICallRetryInterval`: the pause between attempts that etcd refused for
+/// a passing reason.
+pub const RETRY_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What to join as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinOptions {
+    /// This node's name, which the member will publish when it starts.
+    pub name: String,
+    /// This node's peer URL, `https://<advertise address>:2380`.
+    pub peer_url: String,
+    /// `etcd.local.dataDir`.
+    pub data_dir: PathBuf,
+    /// Delete a data directory that belongs to someone else instead of refusing.
+    pub wipe_data_dir: bool,
+    /// Bounds the whole operation, waiting for another join included.
+    pub timeout: Duration,
+    /// Check everything, change nothing.
+    pub dry_run: bool,
+}
+
+/// How the member came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddOutcome {
+    /// Added now, as a learner.
+    Added,
+    /// A member with this peer URL already existed (a rerun).
+    Reused { is_learner: bool, started: bool },
+    /// Dry run: it would be added.
+    WouldAdd,
+}
+
+/// An `--initial-cluster` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitialMember {
+    pub name: String,
+    pub peer_url: String,
+}
+
+/// The result of [`add_learner`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    /// `None` only in a dry run.
+    pub member_id: Option<MemberId>,
+    pub outcome: AddOutcome,
+    pub cluster_id: u64,
+    /// Every member, this one under its node name and the others as kubeadm names them
+    /// (their name, or their hex ID while they have not started), one entry per peer URL.
+    pub initial_cluster: Vec<InitialMember>,
+    /// The voters' client URLs used.
+    pub endpoints: Vec<String>,
+}
+
+impl Joined {
+    /// A rerun after the member already started: its manifest, if present, is the one it
+    /// runs with and stays as it is (rewriting it with today's member list would restart
+    /// etcd for nothing).
+    pub fn already_running(&self) -> bool {
+        matches!(self.outcome, AddOutcome::Reused { started: true, .. })
+    }
+}
+
+/// Checks the preconditions and adds this node as a learner (or finds it added).
+pub async fn add_learner(
+    client: &EtcdClient,
+    opts: &JoinOptions,
+    report: Reporter<'_>,
+) -> Result<Joined> {
+    let deadline = Instant::now() + opts.timeout;
+    let membership = client.member_list().await?;
+    client.sync_endpoints(&membership)?;
+    report(Event::Endpoints {
+        endpoints: client.endpoints(),
+    });
+
+    preflight_cluster(client, &membership, report).await?;
+    let existing = membership.by_peer_url(&opts.peer_url).cloned();
+    check_name(&membership, opts)?;
+    check_data_dir(&membership, existing.as_ref(), opts, report)?;
+
+    let (member_id, outcome) = match &existing {
+        Some(m) => {
+            report(Event::MemberReused {
+                id: m.id,
+                is_learner: m.is_learner,
+                started: m.started(),
+            });
+            (
+                Some(m.id),
+                AddOutcome::Reused {
+                    is_learner: m.is_learner,
+                    started: m.started(),
+                },
+            )
+        }
+        None if opts.dry_run => (None, AddOutcome::WouldAdd),
+        None => add_until_accepted(client, opts, deadline, report).await?,
+    };
+
+    // The list again, through the leader: it now holds the new member and whatever else
+    // changed meanwhile (another join that finished), which --initial-cluster must match.
+    let membership = if opts.dry_run {
+        membership
+    } else {
+        client.member_list().await?
+    };
+    let mut initial_cluster = initial_cluster(&membership.members, opts);
+    if opts.dry_run && existing.is_none() {
+        initial_cluster.push(InitialMember {
+            name: opts.name.clone(),
+            peer_url: opts.peer_url.clone(),
+        });
+    }
+    Ok(Joined {
+        member_id,
+        outcome,
+        cluster_id: membership.cluster_id,
+        initial_cluster,
+        endpoints: client.endpoints(),
+    })
+}
+
+/// Quorum and versions. Every member is asked for its Status, like kubeadm's
+/// quorum-based health check: a majority of healthy voters is enough to add a learner.
+async fn preflight_cluster(
+    client: &EtcdClient,
+    membership: &Membership,
+    report: Reporter<'_>,
+) -> Result<()> {
+    let statuses = client.statuses(&membership.members).await;
+    let voters = membership.voters().count();
+    let mut healthy = 0;
+    let mut details = Vec::new();
+    for (m, s) in membership.members.iter().zip(&statuses) {
+        if let Ok(s) = s {
+            check_learner_support(&s.endpoint, &s.version)?;
+        }
+        if m.is_learner {
+            continue;
+        }
+        match s {
+            Ok(s) if s.healthy() => healthy += 1,
+            Ok(s) => {
+                let reason = if s.errors.is_empty() {
+                    "no leader".to_string()
+                } else {
+                    s.errors.join("; ")
+                };
+                details.push(format!("{}: {reason}", m.display_name()));
+                report(Event::VoterDown {
+                    id: m.id,
+                    name: m.display_name(),
+                    reason,
+                });
+            }
+            Err(e) => {
+                details.push(format!("{}: {e}", m.display_name()));
+                report(Event::VoterDown {
+                    id: m.id,
+                    name: m.display_name(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    if healthy < quorum(voters) {
+        return Err(MembershipError::NoQuorum {
+            voters,
+            healthy,
+            needed: quorum(voters),
+            details: details.join("; "),
+        });
+    }
+    report(Event::ClusterHealthy {
+        voters,
+        healthy,
+        learners: membership.learners().count(),
+    });
+    Ok(())
+}
+
+fn check_name(membership: &Membership, opts: &JoinOptions) -> Result<()> {
+    if let Some(other) = membership
+        .members
+        .iter()
+        .find(|m| m.name == opts.name && !m.has_peer_url(&opts.peer_url))
+    {
+        return Err(MembershipError::NameTaken {
+            name: opts.name.clone(),
+            id: other.id,
+            peer_urls: other.peer_urls.clone(),
+            peer_url: opts.peer_url.clone(),
+        });
+    }
+    Ok(())
+}
+
+fn check_data_dir(
+    membership: &Membership,
+    existing: Option<&MemberInfo>,
+    opts: &JoinOptions,
+    report: Reporter<'_>,
+) -> Result<()> {
+    let dir = &opts.data_dir;
+    let state = datadir::inspect(dir)?;
+    let foreign = match &state {
+        DataDirState::Empty => None,
+        DataDirState::Member { member_id, cluster_id } if *cluster_id != membership.cluster_id => Some(format!(
+            "belongs to another etcd cluster (cluster ID {cluster_id:x}, member {member_id}; this cluster is {:x})",
+            membership.cluster_id
+        )),
+        DataDirState::Member { member_id, .. } if existing.is_some_and(|e| e.id == *member_id) => None,
+        DataDirState::Member { member_id, .. } => Some(match membership.by_id(*member_id) {
+            Some(other) => format!(
+                "belongs to member {member_id} ({}) of this cluster, not to this node's member",
+                other.display_name()
+            ),
+            None => format!("belongs to member {member_id}, which was removed from this cluster"),
+        }),
+        DataDirState::Unrecognised { reason } => Some(format!("holds etcd data of unknown origin: {reason}")),
+    };
+    let mut empty = state == DataDirState::Empty;
+    if let Some(reason) = foreign {
+        if !opts.wipe_data_dir {
+            return Err(MembershipError::ForeignDataDir {
+                path: dir.clone(),
+                reason,
+            });
+        }
+        if !opts.dry_run {
+            datadir::wipe(dir)?;
+        }
+        report(Event::DataDirWiped {
+            path: dir.clone(),
+            reason,
+        });
+        empty = true;
+    }
+    if let Some(m) = existing.filter(|m| m.started() && empty) {
+        // A member that ran before and comes back without its log may have acknowledged
+        // entries it no longer has: as a voter that breaks raft's guarantees.
+        return Err(MembershipError::ForeignDataDir {
+            path: dir.clone(),
+            reason: format!(
+                "is empty, but member {} ({}) with this peer URL has already run and would come back without its data; roll it back with `kubeadm-etcd phase etcd remove-member --id {}` and join again (wiping does not help)",
+                m.id,
+                m.display_name(),
+                m.id
+            ),
+        });
+    }
+    Ok(())
+}
+
+async fn add_until_accepted(
+    client: &EtcdClient,
+    opts: &JoinOptions,
+    deadline: Instant,
+    report: Reporter<'_>,
+) -> Result<(Option<MemberId>, AddOutcome)> {
+    let started = Instant::now();
+    loop {
+        // Adding a learner leaves quorum as it is: a learner does not vote, so if it never
+        // starts the cluster loses nothing and the learner can be removed at any time.
+        // That is the whole point of joining as a learner; a voting add would raise the
+        // quorum before the new member can help reach it (1 -> 2 voters: no writes until
+        // it starts).
+        let error = match client.add_learner(&opts.peer_url).await {
+            Ok(id) => {
+                report(Event::LearnerAdded { id });
+                return Ok((Some(id), AddOutcome::Added));
+            }
+            Err(e) => e,
+        };
+        let reason = match error.kind {
+            // Another add with this peer URL landed first: ours, from an earlier attempt
+            // whose answer was lost, or a concurrent run for this node.
+            EtcdErrorKind::PeerUrlExists => None,
+            EtcdErrorKind::TooManyLearners => {
+                let list = client.member_list().await.ok();
+                let other = list.as_ref().and_then(|l| l.learners().next().cloned());
+                Some(match other {
+                    Some(o) => RetryReason::OtherLearner {
+                        id: o.id,
+                        name: o.display_name(),
+                    },
+                    None => RetryReason::OtherLearner {
+                        id: MemberId(0),
+                        name: String::new(),
+                    },
+                })
+            }
+            EtcdErrorKind::Unhealthy | EtcdErrorKind::NotEnoughStartedMembers => {
+                Some(RetryReason::Unhealthy)
+            }
+            _ if error.is_unavailable() => Some(RetryReason::Unavailable),
+            _ => {
+                return Err(MembershipError::Rpc {
+                    op: "MemberAdd",
+                    endpoint: client.endpoints().join(","),
+                    source: error,
+                })
+            }
+        };
+        // Whatever happened, the add may have landed (a lost answer, a timeout): look
+        // before trying again, or a second learner would be added for this node.
+        if let Ok(list) = client.member_list().await {
+            if let Some(m) = list.by_peer_url(&opts.peer_url) {
+                report(Event::MemberReused {
+                    id: m.id,
+                    is_learner: m.is_learner,
+                    started: m.started(),
+                });
+                return Ok((
+                    Some(m.id),
+                    AddOutcome::Reused {
+                        is_learner: m.is_learner,
+                        started: m.started(),
+                    },
+                ));
+            }
+        }
+        let Some(reason) = reason else { continue };
+        let message = match &reason {
+            RetryReason::OtherLearner { id, name } if id.0 != 0 => {
+                let who = if *name == id.to_string() {
+                    id.to_string()
+                } else {
+                    format!("{id} ({name})")
+                };
+                format!(
+                    "{} (learner {who} is joining; etcd allows one learner at a time)",
+                    error.message
+                )
+            }
+            _ => error.message.clone(),
+        };
+        if Instant::now() + RETRY_INTERVAL >= deadline {
+            return Err(MembershipError::Timeout {
+                what: format!("add {} as a learner", opts.peer_url),
+                waited: started.elapsed(),
+                last_error: match reason {
+                    RetryReason::OtherLearner { id, .. } if id.0 != 0 => format!(
+                        "{message}; if that join has failed, roll it back with `kubeadm-etcd phase etcd remove-member --id {id}`"
+                    ),
+                    _ => message,
+                },
+            });
+        }
+        report(Event::Retrying {
+            reason,
+            message,
+            elapsed: started.elapsed(),
+        });
+        tokio::time::sleep(RETRY_INTERVAL).await;
+    }
+}
+
+/// `--initial-cluster`: every member, each peer URL once. etcd checks on start that the
+/// peer URLs here match the cluster's member by member, so a member with two peer URLs
+/// needs both, under one name.
+pub fn initial_cluster(members: &[MemberInfo], opts: &JoinOptions) -> Vec<InitialMember> {
+    let mut out = Vec::new();
+    for m in members {
+        let name = if m.has_peer_url(&opts.peer_url) {
+            opts.name.clone()
+        } else {
+            m.display_name()
+        };
+        for url in &m.peer_urls {
+            out.push(InitialMember {
+                name: name.clone(),
+                peer_url: url.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// What [`write_manifest`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestStep {
+    /// The member has run before and has a manifest: left as it is.
+    Kept { path: PathBuf },
+    /// Dry run: the bytes that would be written.
+    WouldWrite { path: PathBuf, yaml: String },
+    Written {
+        path: PathBuf,
+        outcome: WriteOutcome,
+    },
+}
+
+/// The static Pod manifest of the joining member: `--initial-cluster` from
+/// [`Joined::initial_cluster`] and `--initial-cluster-state=existing`.
+pub fn render_manifest(cfg: &KubeadmConfig, cert_dir: &Path, joined: &Joined) -> Result<String> {
+    let members = joined
+        .initial_cluster
+        .iter()
+        .map(|m| Member {
+            name: m.name.clone(),
+            peer_url: m.peer_url.clone(),
+        })
+        .collect();
+    let pod = manifest::etcd_pod(
+        cfg,
+        &ManifestOptions::joining(cert_dir.to_path_buf(), members),
+    )?;
+    Ok(manifest::render_yaml(&pod)?)
+}
+
+/// Writes the manifest (and creates the data directory, mode 0700, as kubeadm's
+/// `CreateDataDirectory` does), unless the member has already run with a manifest that is
+/// there: rewriting it with today's member list would only restart etcd.
+///
+/// Call it right after [`add_learner`]: the cluster has a member that does not run until
+/// this manifest is there (harmless for a learner, but it blocks other joins).
+pub fn write_manifest(
+    cfg: &KubeadmConfig,
+    cert_dir: &Path,
+    manifest_dir: &Path,
+    backup_dir: &Path,
+    joined: &Joined,
+    dry_run: bool,
+) -> Result<ManifestStep> {
+    let path = manifest::manifest_path(manifest_dir);
+    if joined.already_running() && path.exists() {
+        return Ok(ManifestStep::Kept { path });
+    }
+    let yaml = render_manifest(cfg, cert_dir, joined)?;
+    if dry_run {
+        return Ok(ManifestStep::WouldWrite { path, yaml });
+    }
+    let data_dir = &cfg.require_local_etcd()?.data_dir;
+    crate::fsutil::create_dir_all_with_mode(data_dir, 0o700).map_err(|source| {
+        MembershipError::DataDir {
+            action: "create",
+            path: data_dir.clone(),
+            source,
+        }
+    })?;
+    let outcome = manifest::write_manifest(manifest_dir, backup_dir, &yaml)?;
+    Ok(ManifestStep::Written { path, outcome })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> JoinOptions {
+        JoinOptions {
+            name: "node-b".into(),
+            peer_url: "https://10.0.0.2:2380".into(),
+            data_dir: PathBuf::from("/nonexistent"),
+            wipe_data_dir: false,
+            timeout: Duration::from_secs(1),
+            dry_run: false,
+        }
+    }
+
+    #[test]
+    fn unstarted_members_are_named_by_hex_id_and_this_node_by_its_name() {
+        let members = [
+            MemberInfo {
+                id: MemberId(0xa1),
+                name: "node-a".into(),
+                peer_urls: vec!["https://10.0.0.1:2380".into()],
+                client_urls: vec!["https://10.0.0.1:2379".into()],
+                is_learner: false,
+            },
+            MemberInfo {
+                id: MemberId(0xb2),
+                name: String::new(),
+                peer_urls: vec!["https://10.0.0.2:2380".into()],
+                client_urls: vec![],
+                is_learner: true,
+            },
+            MemberInfo {
+                id: MemberId(0xc3),
+                name: String::new(),
+                peer_urls: vec![
+                    "https://10.0.0.3:2380".into(),
+                    "https://10.1.0.3:2380".into(),
+                ],
+                client_urls: vec![],
+                is_learner: false,
+            },
+        ];
+        let got: Vec<String> = initial_cluster(&members, &opts())
+            .into_iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "node-a=https://10.0.0.1:2380",
+                "node-b=https://10.0.0.2:2380",
+                "c3=https://10.0.0.3:2380",
+                "c3=https://10.1.0.3:2380"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_name_used_with_another_peer_url_is_refused() {
+        let membership = Membership {
+            cluster_id: 1,
+            members: vec![MemberInfo {
+                id: MemberId(0xa1),
+                name: "node-b".into(),
+                peer_urls: vec!["https://10.0.0.9:2380".into()],
+                client_urls: vec![],
+                is_learner: false,
+            }],
+            served_by: String::new(),
+        };
+        let err = check_name(&membership, &opts()).unwrap_err();
+        assert!(
+            err.to_string().contains("already taken by member a1"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,307 @@
+//! A test cluster built only through our phases: each node has its own kubeadm
+//! configuration, certificate directory (sharing one CA) and data directory; members run
+//! from the manifest our phases wrote, the way the kubelet would run them.
+//!
+//! The cluster is shared between tasks (`Arc<TestCluster>`), so joins can run
+//! concurrently; every member process is killed when the cluster is dropped, also when a
+//! test fails.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use phases::config::KubeadmConfig;
+use phases::manifest::{self, ManifestOptions};
+use phases::membership::join::{self, JoinOptions, Joined, ManifestStep};
+use phases::membership::promote::PromoteOptions;
+use phases::membership::{EtcdClient, EtcdTls, Event, Result, Selector, DEFAULT_RPC_TIMEOUT};
+
+use super::{
+    client_url, etcdctl, loopback_range, peer_url, run_ok, ClientTls, EtcdProcess, EtcdVersion,
+    TestCa,
+};
+
+/// The etcdctl used for independent checks, whatever the members run: Debian's 3.4 speaks
+/// the same v3 API to 3.5 members, and one client keeps the checks comparable.
+pub const ETCDCTL: EtcdVersion = EtcdVersion::V3_4;
+
+/// How long a member may take to answer after it was started.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// One node: its files and, once started, its etcd process.
+pub struct Node {
+    pub index: u8,
+    pub name: String,
+    pub ip: IpAddr,
+    pub dir: PathBuf,
+    pub cert_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub manifest_dir: PathBuf,
+    pub backup_dir: PathBuf,
+    pub config: KubeadmConfig,
+    pub process: Mutex<Option<EtcdProcess>>,
+}
+
+impl Node {
+    pub fn client_url(&self) -> String {
+        client_url(self.ip)
+    }
+
+    pub fn peer_url(&self) -> String {
+        peer_url(self.ip)
+    }
+
+    pub fn manifest_path(&self) -> PathBuf {
+        manifest::manifest_path(&self.manifest_dir)
+    }
+
+    pub fn tls(&self) -> EtcdTls {
+        EtcdTls::from_cert_dir(&self.cert_dir)
+    }
+}
+
+/// The nodes of one test, on the loopback range of its test id.
+pub struct TestCluster {
+    pub version: EtcdVersion,
+    pub etcd: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub ca: TestCa,
+    pub nodes: Vec<Node>,
+}
+
+impl TestCluster {
+    /// `nodes` nodes (certificates and configuration made, nothing started) for etcd
+    /// `version` on the addresses of `test_id`. `None` when that etcd is not installed
+    /// (the test is then skipped, or fails under CI=true).
+    pub fn new(version: EtcdVersion, test_id: u8, nodes: u8) -> Option<Self> {
+        let etcd = super::require_etcd(version)?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca = TestCa::new(&dir.path().join("ca"));
+        let address = loopback_range(test_id);
+        let nodes = (0..nodes)
+            .map(|i| make_node(dir.path(), &ca, version, i, IpAddr::V4(address(i))))
+            .collect();
+        Some(Self {
+            version,
+            etcd,
+            dir,
+            ca,
+            nodes,
+        })
+    }
+
+    pub fn node(&self, n: usize) -> &Node {
+        &self.nodes[n]
+    }
+
+    /// A client of the cluster, reaching it through node `via`'s client URL, with node
+    /// `creds`'s healthcheck-client certificate.
+    pub fn client(&self, via: usize, creds: usize) -> EtcdClient {
+        EtcdClient::new(
+            &[self.node(via).client_url()],
+            &self.node(creds).tls(),
+            DEFAULT_RPC_TIMEOUT,
+        )
+        .expect("a client")
+    }
+
+    /// Node 0 as the first member of a new cluster: its manifest from `etcd_pod` with no
+    /// initial cluster, started, and healthy.
+    pub fn bootstrap(&self) {
+        let node = self.node(0);
+        let pod = manifest::etcd_pod(
+            &node.config,
+            &ManifestOptions::first_member(node.cert_dir.clone()),
+        )
+        .expect("first member manifest");
+        let yaml = manifest::render_yaml(&pod).expect("yaml");
+        manifest::write_manifest(&node.manifest_dir, &node.backup_dir, &yaml)
+            .expect("write manifest");
+        self.start(0);
+        self.wait_healthy(0);
+    }
+
+    /// Starts node `n` from the manifest on disk, as the kubelet would.
+    pub fn start(&self, n: usize) {
+        let node = self.node(n);
+        let text = std::fs::read_to_string(node.manifest_path())
+            .unwrap_or_else(|e| panic!("no manifest for {}: {e}", node.name));
+        let pod: Pod = serde_yaml::from_str(&text).expect("a Pod");
+        let command = pod.spec.expect("spec").containers[0]
+            .command
+            .clone()
+            .expect("a command");
+        let process = EtcdProcess::start(&self.etcd, &command, node.ip, &node.dir.join("etcd.log"))
+            .unwrap_or_else(|e| panic!("start {}: {e}", node.name));
+        *node.process.lock().unwrap() = Some(process);
+    }
+
+    /// Waits until node `n` answers (a learner: Status; a voter: also a linearizable read).
+    pub fn wait_healthy(&self, n: usize) {
+        let node = self.node(n);
+        let mut guard = node.process.lock().unwrap();
+        let process = guard
+            .as_mut()
+            .unwrap_or_else(|| panic!("{} is not started", node.name));
+        process
+            .wait_healthy(
+                &node.client_url(),
+                &ClientTls::healthcheck(&node.cert_dir),
+                START_TIMEOUT,
+            )
+            .unwrap_or_else(|e| panic!("{} ({}): {e}", node.name, self.version));
+    }
+
+    /// SIGKILL for node `n`'s member.
+    pub fn kill(&self, n: usize) {
+        if let Some(p) = self.node(n).process.lock().unwrap().as_mut() {
+            p.kill();
+        }
+    }
+
+    pub fn log_tail(&self, n: usize) -> String {
+        match self.node(n).process.lock().unwrap().as_ref() {
+            Some(p) => p.log_tail(30),
+            None => "<not started>".to_string(),
+        }
+    }
+
+    /// What `phase etcd join-learner` passes for node `n`.
+    pub fn join_options(&self, n: usize, timeout: Duration) -> JoinOptions {
+        let node = self.node(n);
+        JoinOptions {
+            name: node.name.clone(),
+            peer_url: node.peer_url(),
+            data_dir: node.data_dir.clone(),
+            wipe_data_dir: false,
+            timeout,
+            dry_run: false,
+        }
+    }
+
+    /// `phase etcd join-learner` for node `n` through node 0: add as a learner, then write
+    /// the manifest. Events go to `events`.
+    pub async fn join(
+        &self,
+        n: usize,
+        timeout: Duration,
+        events: &Mutex<Vec<Event>>,
+    ) -> Result<(Joined, ManifestStep)> {
+        self.join_with(n, self.join_options(n, timeout), events)
+            .await
+    }
+
+    pub async fn join_with(
+        &self,
+        n: usize,
+        opts: JoinOptions,
+        events: &Mutex<Vec<Event>>,
+    ) -> Result<(Joined, ManifestStep)> {
+        let node = self.node(n);
+        let client = self.client(0, n);
+        let joined =
+            join::add_learner(&client, &opts, &mut |e| events.lock().unwrap().push(e)).await?;
+        let step = join::write_manifest(
+            &node.config,
+            &node.cert_dir,
+            &node.manifest_dir,
+            &node.backup_dir,
+            &joined,
+            false,
+        )?;
+        Ok((joined, step))
+    }
+
+    /// What `phase etcd promote` passes for node `n`: its peer URL.
+    pub fn promote_options(&self, n: usize, timeout: Duration) -> PromoteOptions {
+        PromoteOptions {
+            selectors: vec![Selector::PeerUrl(self.node(n).peer_url())],
+            timeout,
+            health_timeout: Duration::from_secs(20),
+        }
+    }
+
+    /// `etcdctl member list` with node `creds`'s healthcheck-client certificate, through
+    /// node 0: `(hex id, name, is_learner)`, sorted by name.
+    pub fn etcdctl_members(&self, creds: usize) -> Vec<(String, String, bool)> {
+        let node = self.node(creds);
+        let out = run_ok(
+            etcdctl(
+                ETCDCTL,
+                &[self.node(0).client_url()],
+                &ClientTls::healthcheck(&node.cert_dir),
+            )
+            .args(["member", "list", "-w", "json"]),
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        let mut members: Vec<(String, String, bool)> = v["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .map(|m| {
+                (
+                    format!("{:x}", m["ID"].as_u64().expect("ID")),
+                    m["name"].as_str().unwrap_or_default().to_string(),
+                    m["isLearner"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect();
+        members.sort_by(|a, b| a.1.cmp(&b.1));
+        members
+    }
+
+    /// `etcdctl put` through node `via`: proves the cluster commits writes (has quorum).
+    pub fn etcdctl_put(&self, via: usize, key: &str) {
+        let node = self.node(via);
+        run_ok(
+            etcdctl(
+                ETCDCTL,
+                &[node.client_url()],
+                &ClientTls::healthcheck(&node.cert_dir),
+            )
+            .args(["put", key, "v"]),
+        );
+    }
+}
+
+fn make_node(root: &Path, ca: &TestCa, version: EtcdVersion, index: u8, ip: IpAddr) -> Node {
+    let name = format!("node{index}");
+    let dir = root.join(&name);
+    let cert_dir = ca.node_certs(&dir.join("pki"), &name, ip);
+    let data_dir = dir.join("data");
+    let (kind, endpoint) = if index == 0 {
+        (
+            "InitConfiguration",
+            format!("localAPIEndpoint:\n  advertiseAddress: {ip}\n"),
+        )
+    } else {
+        (
+            "JoinConfiguration",
+            format!("controlPlane:\n  localAPIEndpoint:\n    advertiseAddress: {ip}\n"),
+        )
+    };
+    let yaml = format!(
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: {kind}\nnodeRegistration:\n  name: {name}\n{endpoint}---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\ncertificatesDir: {}\netcd:\n  local:\n    dataDir: {}\n    imageTag: {}\n",
+        cert_dir.display(),
+        data_dir.display(),
+        version.image_tag()
+    );
+    let path = dir.join("kubeadm.yaml");
+    std::fs::write(&path, &yaml).expect("write config");
+    let config = phases::config::load_file(&path).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    Node {
+        index,
+        name,
+        ip,
+        manifest_dir: dir.join("manifests"),
+        backup_dir: dir.join("tmp"),
+        cert_dir,
+        data_dir,
+        dir,
+        config,
+        process: Mutex::new(None),
+    }
+}
