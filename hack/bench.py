@@ -12,6 +12,7 @@ test suite only runs `--smoke` (one iteration of everything) so the script canno
              retry, on fresh clusters of the same shape and data (see bench_join.py).
 
 Usage: hack/bench.py [--smoke] [--runs N] [certs|coldstart|join ...]
+       (JOIN_SIZES_MIB=0,64 limits the join benchmark to some database sizes)
 """
 import argparse
 import json

@@ -105,10 +105,19 @@ def wait_healthy(node, endpoint, limit=120):
     raise RuntimeError(f"{node.name} not healthy within {limit}s")
 
 
-def run_tool(args, timeout=900):
-    """Runs kubeadm-etcd, returning (seconds, peak RSS in KiB)."""
+def run_tool(args, timeout=900, marker=None):
+    """Runs kubeadm-etcd, returning (seconds, peak RSS in KiB, when `marker` appeared on
+    its standard output). Reading the output as it comes lets the clock stop at the
+    moment the tool reports the promotion, not after its post-promotion health check."""
     start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    marked = None
+    if marker:
+        for line in iter(proc.stdout.readline, b""):
+            if marked is None and marker in line:
+                marked = time.perf_counter()
+    else:
+        proc.stdout.read()
     deadline = time.monotonic() + timeout
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -121,7 +130,7 @@ def run_tool(args, timeout=900):
     elapsed = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(args[1:4])} failed: {proc.stderr.read().decode()[-2000:]}")
-    return elapsed, usage.ru_maxrss
+    return elapsed, usage.ru_maxrss, marked
 
 
 def make_seed(bin_, work, size_mib):
@@ -176,9 +185,12 @@ def join_ours(bin_, first, node):
     node.start_kubelet()
     endpoints = ["--endpoints", f"https://{SEED_IP}:2379"]
     start = time.perf_counter()
-    _, rss_join = run_tool([bin_, "phase", "etcd", "join-learner", *node.flags(), *endpoints])
-    _, rss_promote = run_tool([bin_, "phase", "etcd", "promote", "--config", node.config, *endpoints, "--timeout", "15m"])
-    return time.perf_counter() - start, max(rss_join, rss_promote)
+    _, rss_join, _ = run_tool([bin_, "phase", "etcd", "join-learner", *node.flags(), *endpoints])
+    _, rss_promote, promoted = run_tool([bin_, "phase", "etcd", "promote", "--config", node.config, *endpoints,
+                                         "--timeout", "15m"], marker=b"to a voting member")
+    if promoted is None:
+        raise RuntimeError("promote exited 0 without reporting the promotion")
+    return promoted - start, max(rss_join, rss_promote)
 
 
 def join_etcdctl(bin_, first, node, retry):
@@ -213,6 +225,9 @@ def run(bin_, runs, smoke, report):
             raise SystemExit(f"{what} is missing at {path}: run hack/install-deps.sh")
     subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "kubelet-standin"], cwd=REPO, check=True)
     sizes = [(0, 1)] if smoke else [(0, runs), (64, runs), (512, max(3, runs // 3))]
+    if os.environ.get("JOIN_SIZES_MIB"):  # e.g. JOIN_SIZES_MIB=0,64 to measure a subset
+        wanted = {int(x) for x in os.environ["JOIN_SIZES_MIB"].split(",")}
+        sizes = [(size, n) for size, n in sizes if size in wanted]
     results = {}
     for size_mib, n in sizes:
         with tempfile.TemporaryDirectory(prefix="kubeadm-etcd-bench-") as work:

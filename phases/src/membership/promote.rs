@@ -30,7 +30,11 @@ pub const READY_PERCENT: f64 = 90.0;
 /// `WaitForClusterAvailable(8, 5s)`.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(40);
 
-/// While the learner has not started: one member list on a voter per interval.
+/// While the learner has not started: one member list, served locally by a voter (no
+/// raft round trip), per interval. The interval starts short, so that a learner the
+/// kubelet starts at once is seen at once, and grows to [`START_POLL`] for one that takes
+/// minutes (an image pull).
+const START_POLL_FIRST: Duration = Duration::from_millis(20);
 const START_POLL: Duration = Duration::from_millis(250);
 /// While far behind: two Status calls (learner, leader) per interval, both read-only and
 /// answered locally, so neither the leader nor raft does any work for them.
@@ -152,6 +156,7 @@ struct Watch {
     percent: Option<f64>,
     ready_since: Option<Instant>,
     not_ready_retries: u32,
+    start_poll: Duration,
     quorum_checked: Option<Instant>,
     last_error: String,
     last_wait_report: Option<Instant>,
@@ -176,6 +181,7 @@ impl Watch {
             percent: None,
             ready_since: None,
             not_ready_retries: 0,
+            start_poll: START_POLL_FIRST,
             quorum_checked: None,
             last_error: String::new(),
             last_wait_report: None,
@@ -411,7 +417,8 @@ impl Watch {
             },
             Err(e) => self.last_error = e.to_string(),
         }
-        self.pause(START_POLL).await;
+        self.pause(self.start_poll).await;
+        self.start_poll = (self.start_poll * 3 / 2).min(START_POLL);
         Ok(None)
     }
 
