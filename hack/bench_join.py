@@ -25,7 +25,8 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ETCD = os.path.join(REPO, "_output", "etcd-3.5.1", "etcd")
 ETCDCTL = os.path.join(REPO, "_output", "etcd-3.5.1", "etcdctl")
-STANDIN = os.path.join(REPO, "target", "release", "examples", "kubelet-standin")
+PROFILE = os.environ.get("BENCH_PROFILE", "release")
+STANDIN = os.path.join(REPO, "target", PROFILE, "examples", "kubelet-standin")
 SEED_IP, JOIN_IP = "127.251.0.11", "127.251.0.12"
 MIB = 1024 * 1024
 
@@ -223,7 +224,8 @@ def run(bin_, runs, smoke, report):
     for path, what in ((ETCD, "etcd 3.5.1"), (ETCDCTL, "etcdctl 3.5.1")):
         if not os.path.exists(path):
             raise SystemExit(f"{what} is missing at {path}: run hack/install-deps.sh")
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "kubelet-standin"], cwd=REPO, check=True)
+    profile = ["--release"] if PROFILE == "release" else []
+    subprocess.run(["cargo", "build", *profile, "--quiet", "--example", "kubelet-standin"], cwd=REPO, check=True)
     sizes = [(0, 1)] if smoke else [(0, runs), (64, runs), (512, max(3, runs // 3))]
     if os.environ.get("JOIN_SIZES_MIB"):  # e.g. JOIN_SIZES_MIB=0,64 to measure a subset
         wanted = {int(x) for x in os.environ["JOIN_SIZES_MIB"].split(",")}

@@ -28,7 +28,10 @@ if [ -n "$pending" ]; then
 fi
 [ "$status" -eq 0 ] || exit "$status"
 
-if [ -x hack/bench.sh ]; then
-  echo "==> benchmark smoke (one iteration)"
-  hack/bench.sh --smoke
-fi
+echo "==> benchmark smoke (one iteration of hack/bench.sh, on the debug build)"
+cargo build --quiet --locked --bin kubeadm-etcd --example kubelet-standin
+BENCH_PROFILE=debug python3 hack/bench.py --smoke
+
+# The closing line: the totals of every cargo test binary above.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' _output/test.log

@@ -9,6 +9,7 @@ pub mod fsutil;
 pub mod manifest;
 pub mod pki;
 pub mod versions;
+pub mod yaml;
 
 pub mod kube;
 pub mod membership;

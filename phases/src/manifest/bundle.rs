@@ -243,7 +243,7 @@ pub fn host_config_yaml(
     }
 
     // kubeadm reads this file with go-yaml too: the same quoting rules as the manifest.
-    let to_yaml = |v: serde_json::Value| super::yaml::to_string(&super::sorted(v));
+    let to_yaml = |v: serde_json::Value| super::to_yaml(super::sorted(v));
     Ok(format!(
         "# kubeadm configuration of etcd host {name} ({address}), one of {count} members of an\n\
          # external etcd cluster. `kubeadm-etcd phase etcd local --config {HOST_CONFIG_FILE_NAME}`\n\
@@ -252,8 +252,8 @@ pub fn host_config_yaml(
         name = host.name,
         address = host.address,
         count = hosts.len(),
-        init = to_yaml(init),
-        cluster = to_yaml(cluster),
+        init = to_yaml(init)?,
+        cluster = to_yaml(cluster)?,
     ))
 }
 

@@ -16,7 +16,6 @@ pub mod bundle;
 pub mod command;
 mod error;
 pub mod probes;
-mod yaml;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -350,7 +349,13 @@ fn pod_value(pod: &Pod) -> Result<serde_json::Value, ManifestError> {
 /// The manifest as YAML: keys sorted, block style, ending in a newline; strings that
 /// YAML 1.1 (the kubelet's reader) or 1.2 would take for another type are double-quoted.
 pub fn render_yaml(pod: &Pod) -> Result<String, ManifestError> {
-    Ok(yaml::to_string(&pod_value(pod)?))
+    to_yaml(pod_value(pod)?)
+}
+
+/// Shared with the per-host bundle's kubeadm configurations.
+pub(crate) fn to_yaml(value: serde_json::Value) -> Result<String, ManifestError> {
+    let value = serde_yaml::to_value(value).map_err(|e| ManifestError::Serialize(e.to_string()))?;
+    crate::yaml::to_string(&value).map_err(|e| ManifestError::Serialize(e.to_string()))
 }
 
 /// The manifest as indented JSON, keys sorted, ending in a newline.

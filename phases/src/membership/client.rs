@@ -55,7 +55,11 @@ impl EtcdTls {
         self
     }
 
-    fn load(&self) -> Result<TlsOptions> {
+    /// The TLS options, and why the client certificate may be refused when it is not
+    /// signed by the CA file: not an error, since the members may trust another CA than
+    /// the one that signed their server certificates, but the likely reason when a
+    /// member closes the connection.
+    fn load(&self) -> Result<(TlsOptions, Option<String>)> {
         let read = |what: &'static str, path: &Path| {
             std::fs::read(path).map_err(|source| MembershipError::ReadTls {
                 what,
@@ -66,10 +70,127 @@ impl EtcdTls {
         let ca = read("CA certificate", &self.ca)?;
         let cert = read("client certificate", &self.cert)?;
         let key = read("client key", &self.key)?;
-        Ok(TlsOptions::new()
+        check_client_validity(&self.cert, &cert)?;
+        let untrusted = (!signed_by_any(&cert, &ca)).then(|| {
+            format!(
+                "this tool's client certificate {} is not signed by the CA {}",
+                self.cert.display(),
+                self.ca.display()
+            )
+        });
+        let options = TlsOptions::new()
             .ca_certificate(Certificate::from_pem(ca))
-            .identity(Identity::from_pem(cert, key)))
+            .identity(Identity::from_pem(cert, key));
+        Ok((options, untrusted))
     }
+}
+
+/// Refuses a client certificate that is expired or not yet valid. etcd answers both, and
+/// a certificate from another CA, with the same TLS alert (`BadCertificate`), so only here
+/// can the reason be told. A certificate that does not parse is left to the handshake.
+fn check_client_validity(path: &Path, pem: &[u8]) -> Result<()> {
+    let Ok((_, block)) = x509_parser::pem::parse_x509_pem(pem) else {
+        return Ok(());
+    };
+    let Ok(cert) = block.parse_x509() else {
+        return Ok(());
+    };
+    let validity = cert.validity();
+    let now = time::OffsetDateTime::now_utc();
+    let problem = if validity.not_after.to_datetime() < now {
+        format!(
+            "expired on {}; renew it (kubeadm-etcd phase certs etcd-healthcheck-client) or pass a valid one with --etcd-certfile and --etcd-keyfile",
+            validity.not_after
+        )
+    } else if validity.not_before.to_datetime() > now {
+        format!(
+            "is not valid before {}; check this machine's clock",
+            validity.not_before
+        )
+    } else {
+        return Ok(());
+    };
+    Err(MembershipError::ClientCertificate {
+        path: path.to_path_buf(),
+        problem,
+    })
+}
+
+/// Whether the first certificate of `cert_pem` is signed by one of the certificates of
+/// `ca_pem`. Files that do not parse count as signed: the handshake will tell.
+fn signed_by_any(cert_pem: &[u8], ca_pem: &[u8]) -> bool {
+    let Ok((_, block)) = x509_parser::pem::parse_x509_pem(cert_pem) else {
+        return true;
+    };
+    let Ok(cert) = block.parse_x509() else {
+        return true;
+    };
+    let mut any_ca = false;
+    for pem in x509_parser::pem::Pem::iter_from_buffer(ca_pem).flatten() {
+        let Ok(ca) = pem.parse_x509() else { continue };
+        any_ca = true;
+        if cert.issuer() == ca.subject() && cert.verify_signature(Some(ca.public_key())).is_ok() {
+            return true;
+        }
+    }
+    !any_ca
+}
+
+/// What a failed TLS handshake means and what to do about it, from rustls' words (a
+/// problem with the server's certificate) or the server's alert (a problem with ours).
+/// `None` when the failure is not about TLS.
+///
+/// With TLS 1.3 the server checks the client certificate after the client has finished
+/// its handshake, and etcd built with some Go releases closes the connection without the
+/// alert arriving: a closed connection is then explained by `untrusted_client`, when set.
+fn tls_hint(message: &str, files: &EtcdTls, untrusted_client: Option<&str>) -> Option<String> {
+    let any = |words: &[&str]| words.iter().any(|w| message.contains(w));
+    if message.contains("invalid peer certificate") {
+        return Some(if any(&["expired", "Expired"]) {
+            "the etcd server presents an expired certificate: renew that member's etcd/server certificate and restart it, or check this machine's clock".to_string()
+        } else if any(&["not valid yet", "NotValidYet"]) {
+            "the etcd server's certificate is not valid yet: check the clocks of this machine and of that member".to_string()
+        } else if any(&["not valid for name", "NotValidForName"]) {
+            "the etcd server's certificate does not cover the address this tool connected to: use an endpoint whose address the certificate lists, or reissue that member's etcd/server certificate with it (advertise address or etcd.local.serverCertSANs)".to_string()
+        } else if any(&["BadSignature", "UnknownIssuer"]) {
+            format!(
+                "the etcd server's certificate is not signed by the CA this tool trusts ({}): pass this cluster's etcd CA with --etcd-cafile",
+                files.ca.display()
+            )
+        } else {
+            format!(
+                "the etcd server's certificate is not accepted with the CA {}",
+                files.ca.display()
+            )
+        });
+    }
+    if message.contains("received fatal alert")
+        && any(&[
+            "BadCertificate",
+            "UnknownCA",
+            "CertificateExpired",
+            "CertificateRequired",
+            "CertificateUnknown",
+            "CertificateRevoked",
+            "UnsupportedCertificate",
+        ])
+    {
+        return Some(format!(
+            "the etcd server refused this tool's client certificate {}: it must be signed by the CA the members trust (--trusted-ca-file, kubeadm's etcd/ca.crt) and be valid; pass another with --etcd-certfile and --etcd-keyfile",
+            files.cert.display()
+        ));
+    }
+    if let Some(untrusted) = untrusted_client {
+        if any(&["connection closed", "broken pipe", "connection reset"]) {
+            return Some(format!(
+                "the etcd server closed the connection after the TLS handshake, and {untrusted}: etcd refuses client certificates that are not signed by the CA it trusts (--trusted-ca-file, kubeadm's etcd/ca.crt); pass one signed by it with --etcd-certfile and --etcd-keyfile"
+            ));
+        }
+    }
+    if any(&["InvalidContentType", "corrupt message"]) {
+        return Some("the endpoint does not speak TLS: it is a plain-HTTP port (such as etcd's metrics port 2381) or not etcd; give the member's https:// client URL (port 2379)".to_string());
+    }
+    None
 }
 
 /// The etcd errors the membership logic tells apart. etcd's Go client recognises them by
@@ -291,6 +412,10 @@ impl Membership {
 #[derive(Clone)]
 pub struct EtcdClient {
     tls: TlsOptions,
+    /// The files behind `tls`, named in TLS errors.
+    tls_files: EtcdTls,
+    /// Why the members may refuse the client certificate (see [`EtcdTls::load`]).
+    untrusted_client: Option<String>,
     rpc_timeout: Duration,
     endpoints: Arc<Mutex<Vec<String>>>,
     clients: Arc<Mutex<HashMap<String, Client>>>,
@@ -315,8 +440,11 @@ impl EtcdClient {
         for url in endpoints {
             check_https(url)?;
         }
+        let (options, untrusted_client) = tls.load()?;
         Ok(Self {
-            tls: tls.load()?,
+            tls: options,
+            tls_files: tls.clone(),
+            untrusted_client,
             rpc_timeout,
             endpoints: Arc::new(Mutex::new(dedup(endpoints))),
             clients: Arc::new(Mutex::new(HashMap::new())),
@@ -382,11 +510,21 @@ impl EtcdClient {
         F: FnOnce(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
-        let client = self.client(url).await?;
-        match tokio::time::timeout(self.rpc_timeout, f(client)).await {
-            Ok(result) => result.map_err(RpcError::from),
-            Err(_) => Err(RpcError::timeout(self.rpc_timeout)),
-        }
+        let result = match self.client(url).await {
+            Ok(client) => match tokio::time::timeout(self.rpc_timeout, f(client)).await {
+                Ok(result) => result.map_err(RpcError::from),
+                Err(_) => Err(RpcError::timeout(self.rpc_timeout)),
+            },
+            Err(e) => Err(e),
+        };
+        let untrusted = self.untrusted_client.as_deref();
+        result.map_err(|e| match tls_hint(&e.message, &self.tls_files, untrusted) {
+            Some(hint) => RpcError {
+                message: format!("{hint} ({})", e.message),
+                ..e
+            },
+            None => e,
+        })
     }
 
     /// The Status RPC on one member, which learners serve too.
@@ -670,6 +808,67 @@ mod tests {
                 "{message}"
             );
         }
+    }
+
+    #[test]
+    fn tls_failures_say_what_is_wrong_and_what_to_do() {
+        let files = EtcdTls::from_cert_dir(Path::new("/pki"));
+        let cases = [
+            (
+                "invalid peer certificate: BadSignature: transport error",
+                "the etcd server's certificate is not signed by the CA this tool trusts (/pki/etcd/ca.crt): pass this cluster's etcd CA with --etcd-cafile",
+            ),
+            (
+                "invalid peer certificate: UnknownIssuer",
+                "not signed by the CA this tool trusts",
+            ),
+            (
+                "invalid peer certificate: certificate expired: verification time 20 (UNIX), but certificate is not valid after 10 (10 seconds ago)",
+                "the etcd server presents an expired certificate",
+            ),
+            (
+                "invalid peer certificate: certificate not valid yet: verification time 10 (UNIX), but certificate is not valid before 20 (10 seconds in future)",
+                "not valid yet: check the clocks",
+            ),
+            (
+                "invalid peer certificate: certificate not valid for name \"10.0.0.9\"; certificate is only valid for IpAddress(10.0.0.1)",
+                "does not cover the address this tool connected to",
+            ),
+            (
+                "received fatal alert: BadCertificate: transport error",
+                "the etcd server refused this tool's client certificate /pki/etcd/healthcheck-client.crt",
+            ),
+            (
+                "received fatal alert: CertificateExpired",
+                "refused this tool's client certificate",
+            ),
+            (
+                "received corrupt message of type InvalidContentType: transport error",
+                "the endpoint does not speak TLS",
+            ),
+        ];
+        for (message, hint) in cases {
+            let got = tls_hint(message, &files, None).unwrap_or_default();
+            assert!(got.contains(hint), "{message}: {got}");
+        }
+        for message in [
+            "tcp connect error: Connection refused (os error 111)",
+            "etcdserver: unhealthy cluster",
+            "transport error: connection closed",
+        ] {
+            assert_eq!(tls_hint(message, &files, None), None, "{message}");
+        }
+        // A closed connection is explained only by a client certificate the CA did not sign.
+        let got = tls_hint(
+            "operation was canceled: transport error: connection closed",
+            &files,
+            Some("this tool's client certificate c.crt is not signed by the CA ca.crt"),
+        )
+        .unwrap();
+        assert!(
+            got.starts_with("the etcd server closed the connection after the TLS handshake, and this tool's client certificate c.crt is not signed by the CA ca.crt"),
+            "{got}"
+        );
     }
 
     #[test]

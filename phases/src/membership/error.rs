@@ -17,8 +17,11 @@ pub enum MembershipError {
         source: std::io::Error,
     },
 
-    #[error("etcd endpoint {url:?} is not an https:// URL; this tool talks to etcd over TLS only")]
+    #[error("etcd endpoint {url:?} is not an https:// URL; this tool talks to etcd over TLS only, never in plaintext: give the member's https:// client URL (port 2379)")]
     NotHttps { url: String },
+
+    #[error("the etcd client certificate {} {problem}", path.display())]
+    ClientCertificate { path: PathBuf, problem: String },
 
     #[error("no etcd endpoints: pass --endpoints, set etcd.external.endpoints in the ClusterConfiguration, or pass --kubeconfig to discover them from the etcd Pods")]
     NoEndpoints,
@@ -41,6 +44,14 @@ pub enum MembershipError {
         healthy: usize,
         needed: usize,
         details: String,
+    },
+
+    #[error("{}", voters_down(down, version))]
+    VotersDown {
+        /// (ID, name, why it is down) of each voting member that did not answer.
+        down: Vec<(MemberId, String, String)>,
+        /// The etcd version that refuses the add.
+        version: String,
     },
 
     #[error("the etcd member name {name:?} is already taken by member {id} with peer URLs [{}]; this node would join with peer URL {peer_url}. Remove the stale member first (kubeadm-etcd phase etcd remove-member --id {id}) or choose another node name", peer_urls.join(","))]
@@ -150,6 +161,33 @@ impl MembershipError {
             _ => None,
         }
     }
+}
+
+fn voters_down(down: &[(MemberId, String, String)], version: &str) -> String {
+    let who: Vec<String> = down
+        .iter()
+        .map(|(id, name, reason)| {
+            if *name == id.to_string() {
+                format!("{id} ({reason})")
+            } else {
+                format!("{id} ({name}: {reason})")
+            }
+        })
+        .collect();
+    let remove: Vec<String> = down
+        .iter()
+        .map(|(id, _, _)| format!("`kubeadm-etcd phase etcd remove-member --id {id}`"))
+        .collect();
+    let (members, are, them) = if down.len() == 1 {
+        ("member", "is", "it")
+    } else {
+        ("members", "are", "them")
+    };
+    format!(
+        "refusing to add a member while voting {members} {} {are} down: etcd {version} refuses every member add, even a learner's, until all voting members answer (relaxed in 3.5.30 and 3.6.11). Start {them} again, or remove {them} first with {}, then rerun the join",
+        who.join(", "),
+        remove.join(" and ")
+    )
 }
 
 fn secs(d: Duration) -> String {

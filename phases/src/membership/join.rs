@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::datadir::{self, DataDirState};
-use super::version::check_learner_support;
+use super::version::{add_needs_every_voter, check_learner_support};
 use super::{
     quorum, EtcdClient, EtcdErrorKind, Event, MemberId, MemberInfo, Membership, MembershipError,
     Reporter, Result, RetryReason,
@@ -101,8 +101,8 @@ pub async fn add_learner(
         endpoints: client.endpoints(),
     });
 
-    preflight_cluster(client, &membership, report).await?;
     let existing = membership.by_peer_url(&opts.peer_url).cloned();
+    preflight_cluster(client, &membership, existing.is_none(), report).await?;
     check_name(&membership, opts)?;
     check_data_dir(&membership, existing.as_ref(), opts, report)?;
 
@@ -150,18 +150,28 @@ pub async fn add_learner(
 
 /// Quorum and versions. Every member is asked for its Status, like kubeadm's
 /// quorum-based health check: a majority of healthy voters is enough to add a learner.
+///
+/// When a member is to be added (`will_add`) and a voter is down, etcd releases that
+/// refuse every add while any voter is down are refused here, naming the voter: etcd
+/// would answer "unhealthy cluster" to every attempt until the timeout.
 async fn preflight_cluster(
     client: &EtcdClient,
     membership: &Membership,
+    will_add: bool,
     report: Reporter<'_>,
 ) -> Result<()> {
     let statuses = client.statuses(&membership.members).await;
     let voters = membership.voters().count();
     let mut healthy = 0;
     let mut details = Vec::new();
+    let mut down = Vec::new();
+    let mut strict_version = None;
     for (m, s) in membership.members.iter().zip(&statuses) {
         if let Ok(s) = s {
-            check_learner_support(&s.endpoint, &s.version)?;
+            let version = check_learner_support(&s.endpoint, &s.version)?;
+            if add_needs_every_voter(&version) {
+                strict_version.get_or_insert_with(|| s.version.clone());
+            }
         }
         if m.is_learner {
             continue;
@@ -175,6 +185,7 @@ async fn preflight_cluster(
                     s.errors.join("; ")
                 };
                 details.push(format!("{}: {reason}", m.display_name()));
+                down.push((m.id, m.display_name(), reason.clone()));
                 report(Event::VoterDown {
                     id: m.id,
                     name: m.display_name(),
@@ -183,6 +194,7 @@ async fn preflight_cluster(
             }
             Err(e) => {
                 details.push(format!("{}: {e}", m.display_name()));
+                down.push((m.id, m.display_name(), e.to_string()));
                 report(Event::VoterDown {
                     id: m.id,
                     name: m.display_name(),
@@ -198,6 +210,9 @@ async fn preflight_cluster(
             needed: quorum(voters),
             details: details.join("; "),
         });
+    }
+    if let (true, false, Some(version)) = (will_add, down.is_empty(), strict_version) {
+        return Err(MembershipError::VotersDown { down, version });
     }
     report(Event::ClusterHealthy {
         voters,

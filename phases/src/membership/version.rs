@@ -20,6 +20,19 @@ pub fn check_learner_support(endpoint: &str, version: &str) -> Result<semver::Ve
     Ok(parsed)
 }
 
+/// Whether etcd `v` refuses every member add, a learner's included, unless the member
+/// serving it has been connected to every voting member for 5 s (`isConnectedFullySince`
+/// in `mayAddMember`): all of 3.4, 3.5 before 3.5.30 and 3.6 before 3.6.11, which count
+/// a quorum instead (etcd#21669, #21667).
+pub fn add_needs_every_voter(v: &semver::Version) -> bool {
+    match (v.major, v.minor) {
+        (3, 0..=4) => true,
+        (3, 5) => v.patch < 30,
+        (3, 6) => v.patch < 11,
+        _ => false,
+    }
+}
+
 /// etcd reports `3.5.1`; images are tagged `3.5.1-0` and people write `v3.5.1`.
 pub fn parse_etcd_version(version: &str) -> Option<semver::Version> {
     let v = version.trim().trim_start_matches('v');
@@ -39,6 +52,22 @@ mod tests {
                 err.to_string(),
                 format!("https://10.0.0.1:2379: etcd learner mode is not supported by this etcd version ({version})")
             );
+        }
+    }
+
+    #[test]
+    fn releases_before_the_quorum_based_add_check_need_every_voter() {
+        for (version, strict) in [
+            ("3.4.23", true),
+            ("3.5.1", true),
+            ("3.5.29", true),
+            ("3.5.30", false),
+            ("3.6.10", true),
+            ("3.6.11", false),
+            ("3.7.0", false),
+        ] {
+            let v = parse_etcd_version(version).unwrap();
+            assert_eq!(add_needs_every_voter(&v), strict, "{version}");
         }
     }
 

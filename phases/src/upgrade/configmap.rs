@@ -127,7 +127,7 @@ pub(crate) fn migrate_file(
     if let Some(data) = cm.get_mut("data").and_then(Value::as_mapping_mut) {
         data.insert(Value::String(KEY.into()), Value::String(yaml));
     }
-    let out = super::yaml::to_string(&cm).map_err(|source| UpgradeError::Serialize {
+    let out = crate::yaml::to_string(&cm).map_err(|source| UpgradeError::Serialize {
         what: "the migrated ConfigMap".into(),
         source,
     })?;
@@ -285,7 +285,7 @@ fn backup(cm: &ConfigMap, resource_version: &str, dir: &Path) -> Result<PathBuf,
         source,
     };
     let yaml = serde_yaml::to_value(cm)
-        .and_then(|v| super::yaml::to_string(&v))
+        .and_then(|v| crate::yaml::to_string(&v))
         .map_err(|source| UpgradeError::Serialize {
             what: format!("ConfigMap {} for its backup", live_name()),
             source,

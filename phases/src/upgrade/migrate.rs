@@ -469,7 +469,7 @@ pub(crate) fn migrate_document(
 
     let changed = value != original;
     let yaml = if changed {
-        super::yaml::to_string(&value).map_err(|source| UpgradeError::Serialize {
+        crate::yaml::to_string(&value).map_err(|source| UpgradeError::Serialize {
             what: "the migrated ClusterConfiguration".into(),
             source,
         })?

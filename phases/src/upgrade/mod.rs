@@ -26,7 +26,6 @@ mod configmap;
 mod error;
 pub mod feature_gates;
 mod migrate;
-mod yaml;
 
 use std::path::PathBuf;
 

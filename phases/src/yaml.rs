@@ -7,12 +7,15 @@
 //! read as something else, and otherwise follows go-yaml's layout (block style, sequences
 //! not indented under their key, multi-line strings as `|` literals), so that a
 //! ConfigMap kubeadm wrote comes back looking the way kubeadm writes it.
+//!
+//! The same holds for static Pod manifests: the kubelet reads them with go-yaml's YAML
+//! 1.1 rules, so an extraEnvs value `"on"` written plain would make the Pod undecodable.
 
 use serde_yaml::{Mapping, Value};
 
 /// Writes `value` as a YAML document; falls back to serde_yaml for what this writer does
 /// not handle (tags, non-scalar mapping keys).
-pub(crate) fn to_string(value: &Value) -> Result<String, serde_yaml::Error> {
+pub fn to_string(value: &Value) -> Result<String, serde_yaml::Error> {
     if !supported(value) {
         return serde_yaml::to_string(value);
     }
@@ -199,11 +202,21 @@ fn plain_ok(s: &str) -> bool {
     {
         return false;
     }
-    let first = s.chars().next().unwrap();
-    if "-?:,[]{}#&*!|>'\"%@`".contains(first) {
+    let mut chars = s.chars();
+    let first = chars.next().unwrap();
+    // As libyaml's emitter decides, `-` and `:` are indicators only when a space (or the
+    // end) follows, so `--listen-client-urls=...` and `::1` stay plain, as kubeadm writes
+    // them. `?` could be plain too, but nothing we write starts with it: quote it.
+    let followed_by_space = chars.next().is_none_or(|c| c == ' ');
+    if "-:".contains(first) && followed_by_space || "?,[]{}#&*!|>'\"%@`".contains(first) {
         return false;
     }
-    if s.contains(": ") || s.contains(" #") || s.ends_with(':') || s.starts_with("...") {
+    if s.contains(": ")
+        || s.contains(" #")
+        || s.ends_with(':')
+        || s.starts_with("...")
+        || s.starts_with("---")
+    {
         return false;
     }
     !resolves_to_non_string(s)
@@ -271,6 +284,59 @@ mod tests {
 
     fn roundtrip(v: &Value) -> Value {
         serde_yaml::from_str(&to_string(v).unwrap()).unwrap()
+    }
+
+    /// Values a kubeadm manifest is made of must stay readable as kubeadm writes them.
+    #[test]
+    fn kubeadm_values_stay_plain() {
+        for s in [
+            "--listen-client-urls=https://127.0.0.1:2379,https://10.0.0.10:2379",
+            "127.0.0.1",
+            "::1",
+            "fd00::5",
+            "/health?exclude=NOSPACE&serializable=true",
+            "100m",
+            "100Mi",
+            "registry.k8s.io/etcd:3.5.24-0",
+            "https://[fd00:10::10]:2379",
+            "kubeadm.kubernetes.io/etcd.advertise-client-urls",
+        ] {
+            assert!(plain_ok(s), "{s:?} should stay plain");
+        }
+    }
+
+    #[test]
+    fn indicators_comments_and_yaml_1_1_numbers_are_quoted() {
+        for s in [
+            "- x",
+            "a: b",
+            "x #y",
+            "#x",
+            "'x",
+            "\"x",
+            "&a",
+            "*a",
+            "!t",
+            "%x",
+            "@x",
+            "`x",
+            " x",
+            "x ",
+            "a:",
+            "[x",
+            "{x",
+            "|",
+            ">",
+            "1_000",
+            "0x1F",
+            "0o17",
+            "-0b101",
+            "2001-01-01",
+            "2001-12-14t21:59:43.10-05:00",
+            "1:20",
+        ] {
+            assert!(!plain_ok(s), "{s:?} must be quoted");
+        }
     }
 
     #[test]
