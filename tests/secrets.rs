@@ -4,7 +4,12 @@
 //! "No key in the output" is checked against the material itself, in every encoding a
 //! careless log line would use: the PEM armor, any 24-character run of a key file's
 //! base64 body, any 16-byte run of its DER as hex or as a Rust byte slice, and any
-//! 24-character run of a kubeconfig's `client-key-data` (base64 of the PEM).
+//! 24-character run of a kubeconfig's `client-key-data` (base64 of the PEM). Runs that
+//! are public (a private key file holds its public key too) are not counted.
+//!
+//! The armor is `-----BEGIN ... PRIVATE KEY-----`; the bare words may appear: a key
+//! put where a certificate belongs is refused with `the PEM block is "PRIVATE KEY", not
+//! CERTIFICATE`, which names the block's label, not its content.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

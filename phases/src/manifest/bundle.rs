@@ -364,54 +364,38 @@ fn write_if_changed(path: &Path, contents: &[u8]) -> Result<(), ManifestError> {
     Ok(())
 }
 
-/// Removes the host's copy of the CA key when dropped, whatever happened meanwhile.
-struct CaKeyCopy(PathBuf);
-
-impl Drop for CaKeyCopy {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
-    }
-}
-
 fn sign_host_certificates(
     ca_dir: &Path,
     host_cfg: &KubeadmConfig,
     cert_dir: &Path,
 ) -> Result<Vec<pki::Event>, ManifestError> {
-    let copy = |from: PathBuf, to: PathBuf, mode: u32| -> Result<(), ManifestError> {
-        let bytes = fs::read(&from).map_err(|source| ManifestError::Read { path: from, source })?;
-        let dir = to.parent().expect("certificate paths have a parent");
-        fsutil::create_dir_all_with_mode(dir, pki::DIR_MODE).map_err(|source| {
-            ManifestError::Write {
-                path: dir.to_path_buf(),
-                source,
-            }
+    // The host keeps the CA certificate, to verify its peers; the key stays in `ca_dir`.
+    let ca_cert =
+        fs::read(CertId::EtcdCa.cert_path(ca_dir)).map_err(|source| ManifestError::Read {
+            path: CertId::EtcdCa.cert_path(ca_dir),
+            source,
         })?;
-        fsutil::write_atomic(&to, &bytes, mode)
-            .map_err(|source| ManifestError::Write { path: to, source })
-    };
-    let ca_cert = CertId::EtcdCa.cert_path(cert_dir);
-    if fsutil::read_if_exists(&ca_cert).ok().flatten()
-        != fs::read(CertId::EtcdCa.cert_path(ca_dir)).ok()
+    let host_ca_cert = CertId::EtcdCa.cert_path(cert_dir);
+    if fsutil::read_if_exists(&host_ca_cert)
+        .ok()
+        .flatten()
+        .as_deref()
+        != Some(&ca_cert[..])
     {
-        copy(
-            CertId::EtcdCa.cert_path(ca_dir),
-            ca_cert,
-            pki::CERT_FILE_MODE,
-        )?;
+        let write_error = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ManifestError::Write { path, source }
+        };
+        let dir = host_ca_cert
+            .parent()
+            .expect("certificate paths have a parent");
+        fsutil::create_dir_all_with_mode(dir, pki::DIR_MODE).map_err(write_error(dir))?;
+        fsutil::write_atomic(&host_ca_cert, &ca_cert, pki::CERT_FILE_MODE)
+            .map_err(write_error(&host_ca_cert))?;
     }
-    let key_copy = CaKeyCopy(CertId::EtcdCa.key_path(cert_dir));
-    copy(
-        CertId::EtcdCa.key_path(ca_dir),
-        key_copy.0.clone(),
-        pki::KEY_FILE_MODE,
-    )?;
-    let report = pki::ensure_certificates(
-        &PkiConfig::from_kubeadm(host_cfg, cert_dir.to_path_buf()),
-        &CertId::ALL,
-        false,
-    )?;
-    drop(key_copy);
+    let mut pki_cfg = PkiConfig::from_kubeadm(host_cfg, cert_dir.to_path_buf());
+    pki_cfg.ca_dir = Some(ca_dir.to_path_buf());
+    let report = pki::ensure_certificates(&pki_cfg, &CertId::ALL[1..], false)?;
     // The events mention the CA the host folder does not keep; only its leaves matter.
     Ok(report
         .events

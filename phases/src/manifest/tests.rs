@@ -284,3 +284,41 @@ fn host_configs_carry_the_cluster_settings_and_the_member_list() {
     }
     assert!(!command.contains(&"--initial-cluster-state=existing".to_string()));
 }
+
+/// The CA key must never reach a host folder, not even as a temporary file that a crash
+/// could leave behind: every file the bundle writes goes through `write_atomic`, whose
+/// hook sees it.
+#[test]
+fn the_bundle_never_writes_the_ca_key_into_a_host_folder() {
+    thread_local!(static WRITTEN: std::cell::RefCell<Vec<PathBuf>> = const { std::cell::RefCell::new(Vec::new()) });
+    let out = tempfile::tempdir().unwrap();
+    let cfg = config("");
+    let hosts =
+        BundleHost::parse_list(&["etcd-0=10.0.1.10".into(), "etcd-1=10.0.1.11".into()]).unwrap();
+    crate::fsutil::set_fault_hook(Some(|path, step| {
+        if step == crate::fsutil::WriteStep::Created {
+            WRITTEN.with(|w| w.borrow_mut().push(path.to_path_buf()));
+        }
+        Ok(())
+    }));
+    let result = write_external_bundle(
+        &cfg,
+        &hosts,
+        &BundleOptions {
+            out_dir: out.path().to_path_buf(),
+            paths: BundlePaths::InBundle,
+        },
+    );
+    crate::fsutil::set_fault_hook(None);
+    result.unwrap();
+    let written = WRITTEN.with(|w| w.take());
+    let ca_keys: Vec<_> = written
+        .iter()
+        .filter(|p| p.ends_with("etcd/ca.key"))
+        .collect();
+    assert_eq!(ca_keys, [&out.path().join("ca/etcd/ca.key")], "{written:?}");
+    for host in ["etcd-0", "etcd-1"] {
+        assert!(out.path().join(host).join("pki/etcd/ca.crt").exists());
+        assert!(!out.path().join(host).join("pki/etcd/ca.key").exists());
+    }
+}

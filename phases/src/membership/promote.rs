@@ -21,9 +21,9 @@ use super::{
 };
 
 /// etcd's `readyPercent`: the leader refuses to promote a learner whose log is behind 90%
-/// of its own. Our estimate uses the learner's applied index against the leader's
-/// committed index, which is close but not the leader's own record, so etcd's refusal
-/// stays a reason to retry.
+/// of its own. Our estimate uses the learner's committed index against the leader's,
+/// which is close but not the leader's own record, so etcd's refusal stays a reason to
+/// retry. (Progress is shown with the applied index, which is what a user waits for.)
 pub const READY_PERCENT: f64 = 90.0;
 
 /// How long to wait for the cluster to be healthy after a promotion: kubeadm's
@@ -284,9 +284,18 @@ impl Watch {
                 });
             }
             self.percent = Some(percent);
-            if percent < READY_PERCENT {
-                self.pause(if percent < 50.0 { FAR_POLL } else { NEAR_POLL })
-                    .await;
+            // etcd's rule is about the replicated log (the leader's Match for the learner),
+            // which the learner's committed index follows closely; applying lags behind
+            // it, by seconds for a large database. Waiting for the applied index would
+            // delay a promotion etcd already accepts, so the log decides when to try.
+            let log_percent = progress_percent(learner.raft_index, leader.raft_index);
+            if log_percent < READY_PERCENT {
+                self.pause(if log_percent < 50.0 {
+                    FAR_POLL
+                } else {
+                    NEAR_POLL
+                })
+                .await;
                 continue;
             }
             self.ready_since.get_or_insert_with(Instant::now);

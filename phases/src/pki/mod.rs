@@ -37,6 +37,10 @@ pub const DIR_MODE: u32 = 0o700;
 #[derive(Debug, Clone, PartialEq)]
 pub struct PkiConfig {
     pub cert_dir: PathBuf,
+    /// Where the etcd CA (certificate and key) is read from when it does not live in
+    /// `cert_dir`: `phase etcd external-bundle` signs every host's certificates with one
+    /// CA whose key must never be written into a host's folder, not even for a moment.
+    pub ca_dir: Option<PathBuf>,
     pub node_name: Option<String>,
     pub advertise_address: Option<IpAddr>,
     pub server_cert_sans: Vec<String>,
@@ -58,6 +62,7 @@ impl PkiConfig {
         };
         Self {
             cert_dir,
+            ca_dir: None,
             node_name: cfg.node.name.clone(),
             advertise_address: cfg.node.advertise_address,
             server_cert_sans,
@@ -125,8 +130,9 @@ pub fn ensure_certificates(
     selected.dedup();
     let mut report = Report::default();
 
-    let ca_cert_path = CertId::EtcdCa.cert_path(&cfg.cert_dir);
-    let ca_key_path = CertId::EtcdCa.key_path(&cfg.cert_dir);
+    let ca_home = cfg.ca_dir.as_deref().unwrap_or(&cfg.cert_dir);
+    let ca_cert_path = CertId::EtcdCa.cert_path(ca_home);
+    let ca_key_path = CertId::EtcdCa.key_path(ca_home);
     let ca_state = load_ca(&ca_cert_path, &ca_key_path)?;
     if let CaState::Missing = ca_state {
         if !selected.contains(&CertId::EtcdCa) {

@@ -33,6 +33,7 @@
 //! | 23      | `manifest_real_etcd::external_bundle_forms_a_cluster_3_5`   |
 //! | 24      | `manifest_real_etcd::moved_listeners_start_etcd_3_5`        |
 //! | 25      | `manifest_real_etcd::a_flag_the_release_does_not_know_fails_the_start` |
+//! | 60-73   | issue 6: `faults` 60-69, `tls` 70-71, root `tests/faults_cli.rs` 72-73 |
 //! | 100-199 | the learner lifecycle tests (issue 4)                       |
 //! | 250     | never: `hack/local-cluster.sh` (127.250.0.11-13)            |
 
@@ -40,6 +41,7 @@
 
 pub mod cluster;
 mod etcd_process;
+pub mod faults;
 
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr};
@@ -327,6 +329,7 @@ impl TestCa {
 fn pki_config(cert_dir: &Path, name: &str, ip: IpAddr) -> PkiConfig {
     PkiConfig {
         cert_dir: cert_dir.to_path_buf(),
+        ca_dir: None,
         node_name: Some(name.to_string()),
         advertise_address: Some(ip),
         server_cert_sans: Vec::new(),
