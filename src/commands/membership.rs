@@ -585,7 +585,9 @@ impl Printer {
             }
             Event::Progress { id, applied, leader_index, percent } => self.progress(id, applied, leader_index, percent),
             Event::LearnerNotAnswering { id, url, reason } => {
-                warn(format!("etcd learner {id} does not answer on {url} ({reason}); not promoting it while it is down"))
+                // A learner taking in a large log can be too busy to answer for a while;
+                // a dead one never answers again. Either way it is not promoted until it does.
+                self.line(format!("etcd learner {id} does not answer on {url} ({reason}); waiting: it is promoted only once it answers"))
             }
             Event::AlreadyVoter { .. } => {}
             Event::Promoted { id, after_error, since_ready } => {

@@ -238,6 +238,11 @@ impl RpcError {
         }
     }
 
+    /// A call given up after `after` because the member was slow, not because it failed.
+    pub fn busy(after: Duration) -> Self {
+        Self::timeout(after)
+    }
+
     /// Transport trouble, after which another member may answer.
     pub fn is_unavailable(&self) -> bool {
         matches!(
@@ -547,6 +552,21 @@ impl EtcdClient {
             is_learner: r.is_learner(),
             errors: r.errors().to_vec(),
         })
+    }
+
+    /// Whether the member at `url` is alive and serving: a MemberList, which a learner's
+    /// RPC gate refuses at once ("rpc not supported for learner") without touching its
+    /// backend, so a learner busy applying a large log still answers it, where Status can
+    /// keep it waiting for seconds.
+    pub async fn answers(&self, url: &str) -> Result<(), RpcError> {
+        match self
+            .call(url, |mut c| async move { c.member_list().await })
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind == EtcdErrorKind::NotSupportedForLearner => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// The member list as the cluster has agreed on it, from the first endpoint that

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::status::progress_percent;
 use super::{
     quorum, EtcdClient, EtcdErrorKind, Event, MemberId, MemberInfo, MembershipError, Reporter,
-    Result, RetryReason, Selector,
+    Result, RetryReason, RpcError, Selector,
 };
 
 /// etcd's `readyPercent`: the leader refuses to promote a learner whose log is behind 90%
@@ -44,6 +44,9 @@ const NEAR_POLL: Duration = Duration::from_millis(100);
 /// After etcd said "not in sync yet" at our 90%: the leader's record of the learner
 /// trails by about a heartbeat (100 ms), so retry soon, backing off to [`FAR_POLL`].
 const NOT_READY_RETRY: Duration = Duration::from_millis(25);
+/// A learner that takes longer than this to answer Status is busy (applying a large
+/// log), not necessarily down: then a cheaper question decides whether it is alive.
+const BUSY_AFTER: Duration = Duration::from_millis(500);
 /// How often the voters' health is checked again before another promotion attempt.
 const QUORUM_RECHECK: Duration = Duration::from_secs(1);
 /// At most one "waiting" event per interval.
@@ -251,11 +254,25 @@ impl Watch {
                 continue;
             };
 
-            let learner = match client.status(&url).await {
-                Ok(s) => s,
-                Err(e) => {
-                    self.lost(&url, e.to_string(), report);
-                    self.pause(FAR_POLL).await;
+            // Both questions at once, each bounded by BUSY_AFTER: Status for the progress,
+            // and a call the learner's gate refuses at once, which a learner busy applying
+            // a large log still answers when Status keeps it waiting. Either answer means
+            // the learner is alive; then etcd's own rule (the leader's record of the
+            // replicated log), not our estimate, decides whether it is ready.
+            let (status, alive) = tokio::join!(
+                tokio::time::timeout(BUSY_AFTER, client.status(&url)),
+                tokio::time::timeout(BUSY_AFTER, client.answers(&url)),
+            );
+            let learner = match (status, alive) {
+                (Ok(Ok(s)), _) => Some(s),
+                (_, Ok(Ok(()))) => None,
+                (status, _) => {
+                    let reason = match status {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => RpcError::busy(BUSY_AFTER).to_string(),
+                    };
+                    self.lost(&url, reason, report);
+                    self.pause(NEAR_POLL).await;
                     continue;
                 }
             };
@@ -266,37 +283,39 @@ impl Watch {
                     client_url: url.clone(),
                 });
             }
-            if !learner.is_learner {
-                report(Event::AlreadyVoter { id: self.id });
-                return Ok(PromoteOutcome::PromotedAfterError);
-            }
-            let Some(leader) = self.leader_status(client, learner.leader).await else {
-                self.pause(FAR_POLL).await;
-                continue;
-            };
-            let percent = progress_percent(learner.raft_applied_index, leader.raft_index);
-            if self.percent != Some(percent) {
-                report(Event::Progress {
-                    id: self.id,
-                    applied: learner.raft_applied_index,
-                    leader_index: leader.raft_index,
-                    percent,
-                });
-            }
-            self.percent = Some(percent);
-            // etcd's rule is about the replicated log (the leader's Match for the learner),
-            // which the learner's committed index follows closely; applying lags behind
-            // it, by seconds for a large database. Waiting for the applied index would
-            // delay a promotion etcd already accepts, so the log decides when to try.
-            let log_percent = progress_percent(learner.raft_index, leader.raft_index);
-            if log_percent < READY_PERCENT {
-                self.pause(if log_percent < 50.0 {
-                    FAR_POLL
-                } else {
-                    NEAR_POLL
-                })
-                .await;
-                continue;
+            if let Some(learner) = learner {
+                if !learner.is_learner {
+                    report(Event::AlreadyVoter { id: self.id });
+                    return Ok(PromoteOutcome::PromotedAfterError);
+                }
+                let Some(leader) = self.leader_status(client, learner.leader).await else {
+                    self.pause(FAR_POLL).await;
+                    continue;
+                };
+                let percent = progress_percent(learner.raft_applied_index, leader.raft_index);
+                if self.percent != Some(percent) {
+                    report(Event::Progress {
+                        id: self.id,
+                        applied: learner.raft_applied_index,
+                        leader_index: leader.raft_index,
+                        percent,
+                    });
+                }
+                self.percent = Some(percent);
+                // etcd's rule is about the replicated log (the leader's Match for the learner),
+                // which the learner's committed index follows closely; applying lags behind
+                // it, by seconds for a large database. Waiting for the applied index would
+                // delay a promotion etcd already accepts, so the log decides when to try.
+                let log_percent = progress_percent(learner.raft_index, leader.raft_index);
+                if log_percent < READY_PERCENT {
+                    self.pause(if log_percent < 50.0 {
+                        FAR_POLL
+                    } else {
+                        NEAR_POLL
+                    })
+                    .await;
+                    continue;
+                }
             }
             self.ready_since.get_or_insert_with(Instant::now);
 
@@ -311,7 +330,7 @@ impl Watch {
             // makes two voters, one of them dead, and quorum is gone. A learner that
             // dies in the few milliseconds between this check and the call cannot be
             // caught by any client.
-            if let Err(e) = client.status(&url).await {
+            if let Err(e) = client.answers(&url).await {
                 self.lost(&url, e.to_string(), report);
                 self.pause(FAR_POLL).await;
                 continue;
