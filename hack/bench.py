@@ -141,7 +141,7 @@ def bench_coldstart(runs):
             f.write(CONFIG.format(alg="ECDSA-P256"))
         return timed(subprocess.run, [BIN, "phase", "etcd", "local", "--dry-run", "--config", cfg,
                                        "--cert-dir", os.path.join(tmp, "pki"), "--manifest-dir", tmp],
-                     check=True, stdout=subprocess.DEVNULL)
+                     check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     samples = alternate(runs, [
         ("true (process start floor)", lambda tmp: timed(subprocess.run, ["true"], check=True)),
