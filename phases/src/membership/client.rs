@@ -590,6 +590,9 @@ impl EtcdClient {
     async fn member_list_with(&self, linearizable: bool) -> Result<Membership> {
         let endpoints = self.endpoints();
         let mut last_error = None;
+        // Some member is there but cannot serve the list for want of a leader: an
+        // election (or lost quorum), which a caller may choose to wait out.
+        let mut leaderless = false;
         for url in &endpoints {
             if linearizable {
                 let barrier = self
@@ -602,6 +605,8 @@ impl EtcdClient {
                     })
                     .await;
                 if let Err(e) = barrier {
+                    leaderless |=
+                        matches!(e.kind, EtcdErrorKind::NoLeader | EtcdErrorKind::Timeout);
                     last_error = Some(format!("{url}: {e}"));
                     continue;
                 }
@@ -617,12 +622,24 @@ impl EtcdClient {
                         served_by: url.clone(),
                     })
                 }
-                Err(e) => last_error = Some(format!("{url}: {e}")),
+                Err(e) => {
+                    leaderless |=
+                        matches!(e.kind, EtcdErrorKind::NoLeader | EtcdErrorKind::Timeout);
+                    last_error = Some(format!("{url}: {e}"));
+                }
             }
         }
-        Err(MembershipError::NoEndpointAnswered {
-            endpoints: endpoints.join(","),
-            last_error: last_error.unwrap_or_default(),
+        let (endpoints, last_error) = (endpoints.join(","), last_error.unwrap_or_default());
+        Err(if leaderless {
+            MembershipError::NoLeader {
+                endpoints,
+                last_error,
+            }
+        } else {
+            MembershipError::NoEndpointAnswered {
+                endpoints,
+                last_error,
+            }
         })
     }
 

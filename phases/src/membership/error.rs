@@ -35,6 +35,12 @@ pub enum MembershipError {
         last_error: String,
     },
 
+    #[error("the etcd cluster behind {endpoints} has no leader to answer (an election is under way, or quorum is lost): {last_error}")]
+    NoLeader {
+        endpoints: String,
+        last_error: String,
+    },
+
     #[error("{endpoint}: etcd learner mode is not supported by this etcd version ({version})")]
     UnsupportedVersion { endpoint: String, version: String },
 

@@ -107,6 +107,24 @@ pub async fn find_member(client: &EtcdClient, selectors: &[Selector]) -> Result<
     })
 }
 
+/// [`find_member`], waiting until `deadline` while the cluster has no leader: promote
+/// runs right after a join, and a leader that dies then (the election takes a second or
+/// two) must not fail it. Any other error is final.
+async fn find_member_through_elections(
+    client: &EtcdClient,
+    selectors: &[Selector],
+    deadline: Instant,
+) -> Result<MemberInfo> {
+    loop {
+        match find_member(client, selectors).await {
+            Err(MembershipError::NoLeader { .. }) if Instant::now() + FAR_POLL < deadline => {
+                tokio::time::sleep(FAR_POLL).await
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Waits for the learner to start and catch up, promotes it, and waits until the cluster
 /// is healthy with it as a voter.
 pub async fn promote(
@@ -115,7 +133,8 @@ pub async fn promote(
     report: Reporter<'_>,
 ) -> Result<Promoted> {
     let start = Instant::now();
-    let member = find_member(client, &opts.selectors).await?;
+    let member =
+        find_member_through_elections(client, &opts.selectors, start + opts.timeout).await?;
     report(Event::Endpoints {
         endpoints: client.endpoints(),
     });

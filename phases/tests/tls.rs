@@ -1,0 +1,326 @@
+//! TLS refusals against real etcd 3.4.23 and 3.5.1: every way the certificates or the
+//! endpoint can be wrong ends in an error that says what is wrong and what to do, and
+//! nothing is ever sent in plaintext instead.
+//!
+//! Per version, three single-member clusters on one loopback range:
+//! - node0 with good certificates, plus a second client listener on an address its server
+//!   certificate does not list (`.20`);
+//! - node1 whose server certificate expired yesterday (signed by the right CA, right
+//!   names);
+//! - node2 that also listens on and advertises a plain-HTTP client URL (`.21`).
+//!
+//! Members with a broken server certificate cannot pass the harness's TLS health check, so
+//! readiness is read from the plain-HTTP metrics listener's `/health`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::cluster::TestCluster;
+use common::{EtcdProcess, EtcdVersion, TestCa};
+use phases::manifest::{self, ManifestOptions};
+use phases::membership::join::{self, JoinOptions};
+use phases::membership::{
+    health, ignore_events, EtcdClient, EtcdTls, MembershipError, DEFAULT_RPC_TIMEOUT,
+};
+use phases::pki::CertId;
+
+/// Signs a certificate for `sans` with the CA in `ca_dir`, valid from `not_before` to
+/// `not_after`, for server and client use. Returns (certificate, key) PEM.
+fn sign(
+    ca_dir: &Path,
+    sans: &[String],
+    not_before: time::OffsetDateTime,
+    not_after: time::OffsetDateTime,
+) -> (String, String) {
+    let ca_pem = std::fs::read_to_string(CertId::EtcdCa.cert_path(ca_dir)).unwrap();
+    let ca_key = std::fs::read_to_string(CertId::EtcdCa.key_path(ca_dir)).unwrap();
+    let issuer =
+        rcgen::Issuer::from_ca_cert_pem(&ca_pem, rcgen::KeyPair::from_pem(&ca_key).unwrap())
+            .unwrap();
+    let mut params = rcgen::CertificateParams::new(sans.to_vec()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "tls-test");
+    params.not_before = not_before;
+    params.not_after = not_after;
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// Starts node `n` as the only member of its own cluster, from the manifest our phase
+/// renders, with `extra_client_urls` added to its listeners (and, for `advertise`, to its
+/// advertised client URLs).
+fn start_alone(c: &TestCluster, n: usize, extra_client_urls: &[String], advertise: bool) {
+    let node = c.node(n);
+    let pod = manifest::etcd_pod(
+        &node.config,
+        &ManifestOptions::first_member(node.cert_dir.clone()),
+    )
+    .unwrap();
+    let mut command = pod.spec.unwrap().containers[0].command.clone().unwrap();
+    for arg in &mut command {
+        let extend = arg.starts_with("--listen-client-urls=")
+            || (advertise && arg.starts_with("--advertise-client-urls="));
+        if extend {
+            for url in extra_client_urls {
+                arg.push(',');
+                arg.push_str(url);
+            }
+        }
+    }
+    let process = EtcdProcess::start(&c.etcd, &command, node.ip, &node.dir.join("etcd.log"))
+        .unwrap_or_else(|e| panic!("start {}: {e}", node.name));
+    *node.process.lock().unwrap() = Some(process);
+}
+
+/// Waits until node `n` reports itself healthy on its plain-HTTP metrics listener, which
+/// works whatever its client certificates are.
+fn wait_metrics_health(c: &TestCluster, n: usize) {
+    let node = c.node(n);
+    let addr = SocketAddr::new(node.ip, 2381);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+            s.set_read_timeout(Some(Duration::from_secs(2)))?;
+            write!(s, "GET /health HTTP/1.0\r\nHost: {}\r\n\r\n", addr.ip())?;
+            let mut body = String::new();
+            s.read_to_string(&mut body)?;
+            Ok(body)
+        })();
+        match attempt {
+            Ok(body) if body.contains("\"health\":\"true\"") => return,
+            Ok(body) => last = body,
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "{} was not healthy on http://{addr}/health within 20s: {last}\n{}",
+        node.name,
+        c.log_tail(n)
+    );
+}
+
+fn client(url: &str, tls: &EtcdTls) -> EtcdClient {
+    EtcdClient::new(&[url.to_string()], tls, DEFAULT_RPC_TIMEOUT).expect("a client")
+}
+
+/// What the health check (one member list and one Status per member) says with `tls`
+/// through `url`: it must fail, and its message is returned.
+async fn refused(url: &str, tls: &EtcdTls) -> String {
+    match health::check(&client(url, tls)).await {
+        Ok(report) => panic!("{url} was accepted: {report:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn assert_says(message: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(message.contains(part), "{part:?} is not in: {message}");
+    }
+}
+
+fn write_pair(dir: &Path, name: &str, (cert, key): (String, String)) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (crt_path, key_path) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&crt_path, cert).unwrap();
+    std::fs::write(&key_path, key).unwrap();
+    (crt_path, key_path)
+}
+
+async fn tls_refusals(version: EtcdVersion, test_id: u8) {
+    let Some(c) = TestCluster::new(version, test_id, 3) else {
+        return;
+    };
+    let IpAddr::V4(ip0) = c.node(0).ip else {
+        unreachable!("the harness uses IPv4 loopback")
+    };
+    let [a, b, _, _] = ip0.octets();
+    let uncovered = format!("{a}.{b}.0.20");
+    let plain = format!("{a}.{b}.0.21");
+    let now = time::OffsetDateTime::now_utc();
+    let day = time::Duration::days(1);
+
+    // node1's server certificate: the right CA and names, expired yesterday.
+    let n1 = c.node(1);
+    let expired_server = sign(
+        &c.ca.dir,
+        &[n1.name.clone(), "localhost".into(), n1.ip.to_string()],
+        now - 30 * day,
+        now - day,
+    );
+    std::fs::write(CertId::EtcdServer.cert_path(&n1.cert_dir), expired_server.0).unwrap();
+    std::fs::write(CertId::EtcdServer.key_path(&n1.cert_dir), expired_server.1).unwrap();
+
+    start_alone(&c, 0, &[format!("https://{uncovered}:2379")], false);
+    start_alone(&c, 1, &[], false);
+    start_alone(&c, 2, &[format!("http://{plain}:2379")], true);
+    for n in 0..3 {
+        wait_metrics_health(&c, n);
+    }
+    c.wait_healthy(0);
+
+    let good = c.node(0).tls();
+    let url = c.node(0).client_url();
+    let report = health::check(&client(&url, &good)).await.unwrap();
+    assert!(report.healthy, "{report:?}");
+
+    // Another CA, as every kubeadm cluster has one: same subject ("etcd-ca"), other key.
+    let other = TestCa::new(&c.dir.path().join("other-ca"));
+    let other_pki = other.node_certs(&c.dir.path().join("other-pki"), "stranger", c.node(0).ip);
+    let other_tls = EtcdTls::from_cert_dir(&other_pki);
+
+    // The server's certificate is not signed by the CA we trust.
+    let wrong_ca = good
+        .clone()
+        .with_overrides(Some(other_tls.ca.clone()), None, None);
+    let message = refused(&url, &wrong_ca).await;
+    assert_says(
+        &message,
+        &[
+            "the etcd server's certificate is not signed by the CA this tool trusts",
+            &other_tls.ca.display().to_string(),
+            "--etcd-cafile",
+        ],
+    );
+
+    // Our client certificate is signed by another CA: etcd refuses it, with an alert
+    // (3.5.1) or, after the TLS 1.3 handshake, by closing the connection (3.4.23).
+    let foreign_client = good.clone().with_overrides(
+        None,
+        Some(other_tls.cert.clone()),
+        Some(other_tls.key.clone()),
+    );
+    let message = refused(&url, &foreign_client).await;
+    assert_says(
+        &message,
+        &[
+            "refuse",
+            "client certificate",
+            &other_tls.cert.display().to_string(),
+            "--etcd-certfile",
+        ],
+    );
+
+    // Our client certificate expired: refused before any connection, with the date.
+    let (crt, key) = write_pair(
+        &c.dir.path().join("expired-client"),
+        "client",
+        sign(&c.ca.dir, &["client".into()], now - 30 * day, now - day),
+    );
+    let err = EtcdClient::new(
+        std::slice::from_ref(&url),
+        &good
+            .clone()
+            .with_overrides(None, Some(crt.clone()), Some(key)),
+        DEFAULT_RPC_TIMEOUT,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, MembershipError::ClientCertificate { .. }),
+        "{err}"
+    );
+    assert_says(
+        &err.to_string(),
+        &[&crt.display().to_string(), "expired on", "renew it"],
+    );
+
+    // The server's certificate expired.
+    let message = refused(&c.node(1).client_url(), &good).await;
+    assert_says(
+        &message,
+        &[
+            "the etcd server presents an expired certificate",
+            "renew that member's etcd/server certificate",
+        ],
+    );
+
+    // The server's certificate does not list the address we connect to.
+    let message = refused(&format!("https://{uncovered}:2379"), &good).await;
+    assert_says(
+        &message,
+        &[
+            "does not cover the address this tool connected to",
+            &format!("\"{uncovered}\""),
+        ],
+    );
+
+    // An https:// URL that leads to a plain-HTTP listener (the metrics port).
+    let message = refused(&format!("https://{}:2381", c.node(0).ip), &good).await;
+    assert_says(
+        &message,
+        &["the endpoint does not speak TLS", "plain-HTTP port"],
+    );
+
+    // A plain-HTTP URL is refused before any connection is made.
+    for endpoint in [
+        format!("http://{}:2379", c.node(0).ip),
+        format!("{}:2379", c.node(0).ip),
+    ] {
+        let err = EtcdClient::new(std::slice::from_ref(&endpoint), &good, DEFAULT_RPC_TIMEOUT)
+            .unwrap_err();
+        assert!(matches!(err, MembershipError::NotHttps { .. }), "{err}");
+        assert_says(
+            &err.to_string(),
+            &[&endpoint, "over TLS only", "https:// client URL"],
+        );
+    }
+
+    // A member that advertises a plain-HTTP client URL: the join, reaching it over TLS,
+    // refuses to use that URL rather than falling back to plaintext, and adds nothing.
+    let n2 = c.node(2);
+    let client2 = client(&n2.client_url(), &n2.tls());
+    let err = join::add_learner(
+        &client2,
+        &JoinOptions {
+            name: "never-joins".into(),
+            peer_url: format!("https://{plain}:2380"),
+            data_dir: c.dir.path().join("never-joins"),
+            wipe_data_dir: false,
+            timeout: Duration::from_secs(5),
+            dry_run: false,
+        },
+        &mut ignore_events(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, MembershipError::NotHttps { url } if url == &format!("http://{plain}:2379")),
+        "{err}"
+    );
+    assert_eq!(client2.member_list().await.unwrap().members.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_problems_are_refused_with_a_diagnosis_3_4() {
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        tls_refusals(EtcdVersion::V3_4, 70),
+    )
+    .await
+    .expect("finished within 120 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_problems_are_refused_with_a_diagnosis_3_5() {
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        tls_refusals(EtcdVersion::V3_5, 71),
+    )
+    .await
+    .expect("finished within 120 s");
+}

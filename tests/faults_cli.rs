@@ -1,0 +1,724 @@
+//! The binary SIGKILLed at random points of `phase etcd join-learner` and `phase etcd
+//! promote` against real etcd 3.4.23 and 3.5.1, then rerun: the cluster converges to the
+//! intended membership (the first member and the joining one, both voters) with no extra
+//! member, quorum, and every key written before (issue 6; the in-process fault scenarios
+//! are in `phases/tests/faults.rs`).
+//!
+//! Everything a user would run is the binary: certificates (`phase certs`), the first
+//! member's manifest (`phase etcd local`), the join. etcd runs from the manifests, the way
+//! the kubelet would run it; `etcdctl` (3.4, as in the phases harness) is the independent
+//! observer and writes the data.
+//!
+//! Each run starts `join-learner`, then `promote`, up to [`MAX_KILLS`] times each,
+//! SIGKILLing it after a random delay (seeded; `FAULT_SEED=<n>` replays) until one
+//! attempt finishes first; after every kill no member may have appeared that nobody asked
+//! for; then each command is rerun to success. Where the kills landed (the last progress
+//! line the killed command printed) is counted in the summary line. Runs per
+//! version: 3, or `FAULT_RUNS=<n>`. One line per version for CI's figures:
+//! `fault-suite: tool-killed etcd-<version> runs=<n> failures=<f> seed=<s> ...`.
+//!
+//! Addresses: `127.72.0.x` (3.4) and `127.73.0.x` (3.5), registered in
+//! `phases/tests/common/mod.rs`. Members are killed when their guard drops, also on a
+//! failed assertion; unlike the phases harness they are not bound to the test process's
+//! death, since this package has no libc for `PR_SET_PDEATHSIG`.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// At most this many kills per command per run; a run that finishes before its kill ends
+/// the series earlier.
+const MAX_KILLS: usize = 4;
+/// An uninterrupted join-learner takes 10-30 ms on loopback (process start, TLS, member
+/// list, statuses, add, manifest): kills are spread over that and a little beyond.
+const JOIN_KILL_WINDOW: Duration = Duration::from_millis(40);
+/// An uninterrupted promote of a learner that runs takes some tens of ms (it catches up,
+/// the promotion, the health wait).
+const PROMOTE_KILL_WINDOW: Duration = Duration::from_millis(150);
+/// After the line printed right before the membership change (join: the cluster checked;
+/// promote: the catch-up): the change and its answer take a few milliseconds.
+const TRIGGER_KILL_WINDOW: Duration = Duration::from_millis(15);
+/// Bounds every command run to completion.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(90);
+const KEYS: usize = 100;
+
+#[derive(Debug, Clone, Copy)]
+enum Version {
+    V3_4,
+    V3_5,
+}
+
+impl Version {
+    fn number(self) -> &'static str {
+        match self {
+            Version::V3_4 => "3.4.23",
+            Version::V3_5 => "3.5.1",
+        }
+    }
+
+    fn image_tag(self) -> String {
+        format!("{}-0", self.number())
+    }
+
+    fn test_id(self) -> u8 {
+        match self {
+            Version::V3_4 => 72,
+            Version::V3_5 => 73,
+        }
+    }
+
+    /// The same lookup as the phases harness: the variable, else the default path.
+    fn etcd(self) -> PathBuf {
+        let (var, default) = match self {
+            Version::V3_4 => ("ETCD_34_BIN", PathBuf::from("/usr/bin/etcd")),
+            Version::V3_5 => ("ETCD_35_BIN", repo().join("_output/etcd-3.5.1/etcd")),
+        };
+        std::env::var_os(var)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or(default)
+    }
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn etcdctl_binary() -> PathBuf {
+    std::env::var_os("ETCDCTL_34_BIN")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/etcdctl"))
+}
+
+/// Whether `binary` runs and reports `version`; else why not.
+fn check_version(binary: &Path, arg: &str, version: &str) -> Result<(), String> {
+    let out = Command::new(binary)
+        .arg(arg)
+        .env("ETCDCTL_API", "3")
+        .output()
+        .map_err(|e| format!("{}: {e}", binary.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    if text
+        .lines()
+        .any(|l| l.trim().ends_with(&format!("version: {version}")))
+    {
+        Ok(())
+    } else {
+        Err(format!("{} does not report {version}", binary.display()))
+    }
+}
+
+/// etcd of `v` and etcdctl 3.4, or a skip (a failure under CI=true).
+fn require(v: Version) -> bool {
+    let found = check_version(&v.etcd(), "--version", v.number())
+        .and_then(|()| check_version(&etcdctl_binary(), "version", "3.4.23"));
+    match found {
+        Ok(()) => true,
+        Err(why) => {
+            let message = format!("{why}; run hack/install-deps.sh");
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
+            eprintln!("SKIPPED: {message}");
+            false
+        }
+    }
+}
+
+/// xorshift64*, reproducible from the printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Log-uniform in `min..max`: as many kills in the first few milliseconds (process
+    /// start, TLS, the first calls) as in the tens after them.
+    fn delay(&mut self, min: Duration, max: Duration) -> Duration {
+        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        let (min, max) = (min.as_secs_f64(), max.as_secs_f64());
+        Duration::from_secs_f64(min * (max / min).powf(u))
+    }
+}
+
+fn seed() -> u64 {
+    std::env::var("FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                | 1
+        })
+}
+
+fn runs() -> usize {
+    std::env::var("FAULT_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(3)
+}
+
+/// A process killed (SIGKILL) and reaped when dropped.
+struct Guard(Child);
+
+impl Guard {
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.0.try_wait().ok().flatten()
+    }
+
+    /// SIGKILL; whether it was still running.
+    fn kill(&mut self) -> bool {
+        let running = self.exited().is_none();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        running
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One node: its configuration, certificates, manifest and data directories.
+struct Node {
+    name: String,
+    ip: Ipv4Addr,
+    dir: PathBuf,
+}
+
+impl Node {
+    fn config(&self) -> PathBuf {
+        self.dir.join("kubeadm.yaml")
+    }
+    fn cert_dir(&self) -> PathBuf {
+        self.dir.join("pki")
+    }
+    fn manifest_dir(&self) -> PathBuf {
+        self.dir.join("manifests")
+    }
+    fn client_url(&self) -> String {
+        format!("https://{}:2379", self.ip)
+    }
+    fn peer_url(&self) -> String {
+        format!("https://{}:2380", self.ip)
+    }
+
+    fn new(root: &Path, version: Version, index: u8) -> Self {
+        let ip = Ipv4Addr::new(127, version.test_id(), 0, 10 + index);
+        let name = format!("node{index}");
+        let dir = root.join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let node = Node { name, ip, dir };
+        let local = if index == 0 {
+            format!(
+                "kind: InitConfiguration\nnodeRegistration:\n  name: {}\nlocalAPIEndpoint:\n  advertiseAddress: {ip}\n",
+                node.name
+            )
+        } else {
+            format!(
+                "kind: JoinConfiguration\nnodeRegistration:\n  name: {}\ncontrolPlane:\n  localAPIEndpoint:\n    advertiseAddress: {ip}\n",
+                node.name
+            )
+        };
+        let yaml = format!(
+            "apiVersion: kubeadm.k8s.io/v1beta4\n{local}---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nencryptionAlgorithm: ECDSA-P256\ncertificatesDir: {}\netcd:\n  local:\n    dataDir: {}\n    imageTag: {}\n",
+            node.cert_dir().display(),
+            node.dir.join("data").display(),
+            version.image_tag()
+        );
+        std::fs::write(node.config(), yaml).unwrap();
+        node
+    }
+
+    /// `kubeadm-etcd phase <args> --config <this node's>` with its manifest and backup
+    /// directories, not yet started.
+    fn tool(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubeadm-etcd"));
+        cmd.arg("phase")
+            .args(args)
+            .arg("--config")
+            .arg(self.config());
+        if args.first() == Some(&"etcd") && args.get(1) != Some(&"promote") {
+            cmd.arg("--manifest-dir")
+                .arg(self.manifest_dir())
+                .arg("--backup-dir")
+                .arg(self.dir.join("tmp"));
+        }
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    /// Starts etcd from the manifest on disk, as the kubelet would: the container's
+    /// command, with its localhost listeners moved to this node's own address (members
+    /// share the machine).
+    fn start_etcd(&self, etcd: &Path) -> Guard {
+        let text = std::fs::read_to_string(self.manifest_dir().join("etcd.yaml")).unwrap();
+        let pod: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let command: Vec<String> = pod["spec"]["containers"][0]["command"]
+            .as_sequence()
+            .expect("a command")
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(command[0], "etcd");
+        let args: Vec<String> = command[1..]
+            .iter()
+            .map(|arg| match arg.split_once('=') {
+                Some((flag @ ("--listen-client-urls" | "--listen-metrics-urls"), urls)) => {
+                    let mut moved: Vec<String> = Vec::new();
+                    for url in urls.split(',') {
+                        let url = url.replace("127.0.0.1", &self.ip.to_string());
+                        if !moved.contains(&url) {
+                            moved.push(url);
+                        }
+                    }
+                    format!("{flag}={}", moved.join(","))
+                }
+                _ => arg.clone(),
+            })
+            .collect();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("etcd.log"))
+            .unwrap();
+        Guard(
+            Command::new(etcd)
+                .args(args)
+                .env_clear()
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+/// Runs `cmd` to completion within [`COMMAND_TIMEOUT`].
+fn run(mut cmd: Command) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = Guard(cmd.spawn().unwrap());
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    while child.exited().is_none() {
+        assert!(Instant::now() < deadline, "{cmd:?} did not finish in time");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut out = Output {
+        status: child.exited().unwrap(),
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+    };
+    use std::io::Read;
+    if let Some(mut s) = child.0.stdout.take() {
+        s.read_to_end(&mut out.stdout).unwrap();
+    }
+    if let Some(mut s) = child.0.stderr.take() {
+        s.read_to_end(&mut out.stderr).unwrap();
+    }
+    out
+}
+
+fn run_ok(cmd: Command) -> String {
+    let what = format!("{cmd:?}");
+    let out = run(cmd);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed with {}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// etcdctl 3.4 through node 0 with its healthcheck-client certificate.
+fn etcdctl(node0: &Node, args: &[&str]) -> Command {
+    let pki = node0.cert_dir().join("etcd");
+    let mut cmd = Command::new(etcdctl_binary());
+    cmd.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", node0.client_url()))
+        .arg(format!("--cacert={}", pki.join("ca.crt").display()))
+        .arg(format!(
+            "--cert={}",
+            pki.join("healthcheck-client.crt").display()
+        ))
+        .arg(format!(
+            "--key={}",
+            pki.join("healthcheck-client.key").display()
+        ))
+        .arg("--dial-timeout=2s")
+        .arg("--command-timeout=5s")
+        .args(args);
+    cmd
+}
+
+/// The member list as etcdctl sees it: (peer URL, is learner), sorted.
+fn members(node0: &Node) -> Vec<(String, bool)> {
+    let out = run_ok(etcdctl(node0, &["member", "list", "-w", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut members: Vec<(String, bool)> = v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| {
+            let learner = m["isLearner"].as_bool().unwrap_or(false);
+            m["peerURLs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |u| (u.as_str().unwrap().to_string(), learner))
+        })
+        .collect();
+    members.sort();
+    members
+}
+
+/// After a kill: the first member, plus at most one member with the joining node's peer
+/// URL, and nothing else. Returns what the joining node is: absent, learner or voter.
+fn assert_no_extra_member(node0: &Node, node1: &Node, context: &str) -> &'static str {
+    let list = members(node0);
+    let others: Vec<&(String, bool)> = list
+        .iter()
+        .filter(|(u, _)| *u != node0.peer_url())
+        .collect();
+    assert!(
+        list.contains(&(node0.peer_url(), false))
+            && others.len() <= 1
+            && others.iter().all(|(u, _)| *u == node1.peer_url()),
+        "{context}: the member list is {list:?}"
+    );
+    match others.first() {
+        None => "absent",
+        Some((_, true)) => "learner",
+        Some((_, false)) => "voter",
+    }
+}
+
+fn wait_healthy(node0: &Node) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = run(etcdctl(node0, &["endpoint", "health"]));
+        if out.status.success() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} was not healthy within 20s: {}\n{}",
+            node0.name,
+            String::from_utf8_lossy(&out.stderr),
+            node0.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until node1's member has started (published its name).
+fn wait_started(node0: &Node, node1: &Node) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = run_ok(etcdctl(node0, &["member", "list", "-w", "json"]));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let started = v["members"].as_array().unwrap().iter().any(|m| {
+            m["name"].as_str() == Some(node1.name.as_str())
+                && m["peerURLs"][0].as_str() == Some(node1.peer_url().as_str())
+        });
+        if started {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} did not start within 20s:\n{}",
+            node1.name,
+            node1.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Where a killed command had got to: the last of `stages` (a line it prints, a label)
+/// found in its output, or "start" when it printed none yet.
+fn stage(output: &str, stages: &[(&'static str, &'static str)]) -> &'static str {
+    stages
+        .iter()
+        .rev()
+        .find(|(line, _)| output.contains(line))
+        .map_or("start", |(_, label)| label)
+}
+
+const JOIN_STAGES: &[(&str, &str)] = &[
+    ("Checked the etcd cluster", "checked"),
+    ("Announced new etcd member", "added"),
+    ("was written", "manifest-written"),
+];
+
+const PROMOTE_STAGES: &[(&str, &str)] = &[
+    ("Waiting for the etcd learner", "waiting-for-start"),
+    ("is running at", "learner-seen"),
+    ("catching up", "catching-up"),
+    ("promoted", "promoted"),
+    ("is healthy with the new voting member", "healthy"),
+];
+
+/// Where the kills landed, per command and stage.
+#[derive(Debug, Default)]
+struct Kills(std::collections::BTreeMap<String, usize>);
+
+impl Kills {
+    fn add(&mut self, what: String) {
+        *self.0.entry(what).or_default() += 1;
+    }
+
+    fn total(&self) -> usize {
+        self.0.values().sum()
+    }
+
+    fn merge(&mut self, other: Kills) {
+        for (k, n) in other.0 {
+            *self.0.entry(k).or_default() += n;
+        }
+    }
+}
+
+/// A command to kill: its arguments, the progress lines that tell how far it got, the
+/// line printed right before it changes the membership, and how long it takes.
+#[derive(Clone, Copy)]
+struct Step<'a> {
+    args: &'a [&'a str],
+    stages: &'static [(&'static str, &'static str)],
+    trigger: &'static str,
+    window: Duration,
+}
+
+/// Up to [`MAX_KILLS`] attempts of `args`, each SIGKILLed after a random delay in
+/// `window` unless it finished first (which must be a success, and ends the attempts),
+/// each followed by the membership check; then one more run, to success. Kills are
+/// recorded in `kills` as `<command>:<last line printed>/<joining member after the kill>`.
+fn kill_and_rerun(node0: &Node, node1: &Node, step: &Step<'_>, rng: &mut Rng, kills: &mut Kills) {
+    let Step {
+        args,
+        stages,
+        trigger,
+        window,
+    } = *step;
+    for k in 0..MAX_KILLS {
+        let log = node1.dir.join(format!("{}-{k}.log", args[1]));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = node1.tool(args);
+        cmd.stdout(file.try_clone().unwrap()).stderr(file);
+        let mut child = Guard(cmd.spawn().unwrap());
+        // Half the kills count from the start; the others from the line the command
+        // prints right before it changes the membership, so that the few milliseconds
+        // around the change are hit too.
+        let from_line = rng.next() % 2 == 1;
+        if from_line {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.exited().is_none()
+                && Instant::now() < deadline
+                && !std::fs::read_to_string(&log).is_ok_and(|o| o.contains(trigger))
+            {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        let delay = if from_line {
+            rng.delay(Duration::from_micros(50), TRIGGER_KILL_WINDOW)
+        } else {
+            rng.delay(Duration::from_millis(1), window)
+        };
+        std::thread::sleep(delay);
+        let finished = child.exited();
+        child.kill();
+        let output = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(status) = finished {
+            assert!(
+                status.success(),
+                "{args:?} (after {k} kills) failed: {output}"
+            );
+            break;
+        }
+        let member = assert_no_extra_member(
+            node0,
+            node1,
+            &format!(
+                "{args:?} killed {delay:?} after {} (kill {k}), output:\n{output}",
+                if from_line { trigger } else { "the start" }
+            ),
+        );
+        kills.add(format!("{}:{}/{member}", args[1], stage(&output, stages)));
+    }
+    let out = run(node1.tool(args));
+    assert!(
+        out.status.success(),
+        "{args:?} after the kills failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        node0.log_tail()
+    );
+}
+
+/// One run: a one-member cluster, 100 keys, node1 joined through killed and rerun
+/// join-learner and promote. Returns where the kills landed.
+fn tool_killed_run(version: Version, rng: &mut Rng) -> Kills {
+    let tmp = tempfile::tempdir().unwrap();
+    let node0 = Node::new(tmp.path(), version, 0);
+    let node1 = Node::new(tmp.path(), version, 1);
+    // One CA for both: made on node0, copied to node1 before its certificates.
+    run_ok(node0.tool(&["certs", "all"]));
+    std::fs::create_dir_all(node1.cert_dir().join("etcd")).unwrap();
+    for file in ["ca.crt", "ca.key"] {
+        std::fs::copy(
+            node0.cert_dir().join("etcd").join(file),
+            node1.cert_dir().join("etcd").join(file),
+        )
+        .unwrap();
+    }
+    run_ok(node1.tool(&["certs", "all"]));
+    run_ok(node0.tool(&["etcd", "local"]));
+    let _etcd0 = node0.start_etcd(&version.etcd());
+    wait_healthy(&node0);
+
+    // etcdctl's txn from standard input: no compares, the puts, no failure branch; each
+    // section ends with an empty line.
+    let mut txn = String::from("\n");
+    for i in 0..KEYS {
+        txn.push_str(&format!("put before/{i:05} value-{i}\n"));
+    }
+    txn.push_str("\n\n");
+    let mut cmd = etcdctl(&node0, &["txn"]);
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(txn.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("SUCCESS"),
+        "{out:?}"
+    );
+
+    let endpoints = node0.client_url();
+    let mut kills = Kills::default();
+    let join = [
+        "etcd",
+        "join-learner",
+        "--endpoints",
+        &endpoints,
+        "--timeout",
+        "60s",
+    ];
+    let step = Step {
+        args: &join,
+        stages: JOIN_STAGES,
+        trigger: JOIN_STAGES[0].0,
+        window: JOIN_KILL_WINDOW,
+    };
+    kill_and_rerun(&node0, &node1, &step, rng, &mut kills);
+    assert_eq!(
+        members(&node0),
+        [(node0.peer_url(), false), (node1.peer_url(), true)]
+    );
+    // The kubelet starts the member once its manifest is there. The kills go to promote
+    // once the learner runs: before that promote only waits, reading.
+    let _etcd1 = node1.start_etcd(&version.etcd());
+    wait_started(&node0, &node1);
+    let promote = [
+        "etcd",
+        "promote",
+        "--endpoints",
+        &endpoints,
+        "--timeout",
+        "60s",
+    ];
+    let step = Step {
+        args: &promote,
+        stages: PROMOTE_STAGES,
+        trigger: "catching up",
+        window: PROMOTE_KILL_WINDOW,
+    };
+    kill_and_rerun(&node0, &node1, &step, rng, &mut kills);
+
+    // Converged: both voters, nothing else; quorum; the keys.
+    assert_eq!(
+        members(&node0),
+        [(node0.peer_url(), false), (node1.peer_url(), false)]
+    );
+    run_ok(etcdctl(&node0, &["put", "after/write", "ok"]));
+    let got = run_ok(etcdctl(&node0, &["get", "--prefix", "before/"]));
+    let lines: Vec<&str> = got.lines().collect();
+    let expected: Vec<String> = (0..KEYS)
+        .flat_map(|i| [format!("before/{i:05}"), format!("value-{i}")])
+        .collect();
+    assert_eq!(lines, expected, "the keys written before");
+    kills
+}
+
+fn tool_killed(version: Version) {
+    if !require(version) {
+        return;
+    }
+    let (runs, seed) = (runs(), seed());
+    let mut rng = Rng(seed);
+    let started = Instant::now();
+    let (mut failures, mut kills) = (Vec::new(), Kills::default());
+    for index in 0..runs {
+        let mut run_rng = Rng(rng.next() | 1);
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            tool_killed_run(version, &mut run_rng)
+        })) {
+            Ok(k) => kills.merge(k),
+            Err(panic) => failures.push(format!(
+                "run {index}: {}",
+                panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default()
+            )),
+        }
+    }
+    // Past the harness's capture: CI's log carries the figures of passing tests too.
+    let line = format!(
+        "fault-suite: tool-killed etcd-{} runs={runs} failures={} seed={seed} kills={} {:?} ({:.0?})\n",
+        version.number(),
+        failures.len(),
+        kills.total(),
+        kills.0,
+        started.elapsed()
+    );
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    assert!(
+        failures.is_empty(),
+        "tool-killed on etcd {}: {} of {runs} runs failed (FAULT_SEED={seed}):\n{}",
+        version.number(),
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn the_tool_killed_mid_join_converges_on_rerun_3_4() {
+    tool_killed(Version::V3_4);
+}
+
+#[test]
+fn the_tool_killed_mid_join_converges_on_rerun_3_5() {
+    tool_killed(Version::V3_5);
+}
