@@ -650,3 +650,216 @@ fn the_detector_finds_a_key_in_every_form() {
         "the public key alone",
     );
 }
+
+/// Kills the member when dropped, also when an assertion fails.
+struct Member(std::process::Child);
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The membership commands load the healthcheck-client key for TLS to etcd: at trace
+/// level, on success and on the error paths (a foreign CA, an unreachable endpoint), no
+/// key material appears. Against a real etcd 3.4.23 member started from the manifest
+/// `kubeadm-etcd init` wrote. Address 127.74.0.11, registered in
+/// phases/tests/common/mod.rs.
+#[test]
+fn membership_commands_at_trace_level_print_no_key() {
+    let etcd = Path::new("/usr/bin/etcd");
+    if !etcd.exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "etcd 3.4.23 is missing at {}: run hack/install-deps.sh",
+            etcd.display()
+        );
+        eprintln!("SKIPPED: etcd 3.4.23 is missing (hack/install-deps.sh installs it)");
+        return;
+    }
+    let ip = "127.74.0.11";
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let cfg = root.join("kubeadm.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nnodeRegistration: {{name: secrets}}\n\
+             localAPIEndpoint: {{advertiseAddress: {ip}}}\n---\napiVersion: kubeadm.k8s.io/v1beta4\n\
+             kind: ClusterConfiguration\ncertificatesDir: {pki}\netcd:\n  local:\n    dataDir: {data}\n    imageTag: 3.4.23-0\n",
+            pki = root.join("pki").display(),
+            data = root.join("data").display(),
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let manifests = root.join("manifests");
+    let init = kubeadm_etcd(
+        &[
+            "init",
+            "--config",
+            cfg,
+            "--manifest-dir",
+            manifests.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(init.status.success(), "{}", output_text(&init));
+
+    // Run the member as the kubelet would, from the manifest; its localhost listeners move
+    // to its own address, since 127.0.0.1 is shared with every other test.
+    let manifest: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(manifests.join("etcd.yaml")).unwrap())
+            .unwrap();
+    let command: Vec<String> = manifest["spec"]["containers"][0]["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .skip(1)
+        .map(|v| {
+            let flag = v.as_str().unwrap();
+            match flag.split_once('=') {
+                Some((name @ ("--listen-client-urls" | "--listen-metrics-urls"), _)) => {
+                    let scheme = if name == "--listen-client-urls" {
+                        "https"
+                    } else {
+                        "http"
+                    };
+                    let port = if name == "--listen-client-urls" {
+                        2379
+                    } else {
+                        2381
+                    };
+                    format!("{name}={scheme}://{ip}:{port}")
+                }
+                _ => flag.to_string(),
+            }
+        })
+        .collect();
+    let log = std::fs::File::create(root.join("etcd.log")).unwrap();
+    let _member = Member(
+        Command::new(etcd)
+            .args(&command)
+            .env_clear()
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+
+    let endpoint = format!("https://{ip}:2379");
+    let mut secrets = Secrets::default();
+    secrets.add_cert_dir(&root.join("pki"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let health = kubeadm_etcd(
+            &[
+                "phase",
+                "etcd",
+                "check-health",
+                "--config",
+                cfg,
+                "--endpoints",
+                &endpoint,
+            ],
+            &[],
+        );
+        secrets.assert_absent(&output_text(&health), "check-health");
+        if health.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "etcd did not become healthy in 30s: {}\n{}",
+            output_text(&health),
+            std::fs::read_to_string(root.join("etcd.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let status = kubeadm_etcd(
+        &[
+            "phase",
+            "etcd",
+            "status",
+            "--config",
+            cfg,
+            "--endpoints",
+            &endpoint,
+            "-o",
+            "json",
+        ],
+        &[],
+    );
+    assert!(status.status.success(), "{}", output_text(&status));
+    secrets.assert_absent(&output_text(&status), "status");
+
+    // Removing a member that is not there: idempotent, and it walks the member list.
+    let remove = kubeadm_etcd(
+        &[
+            "phase",
+            "etcd",
+            "remove-member",
+            "--config",
+            cfg,
+            "--endpoints",
+            &endpoint,
+            "--id",
+            "1234abcd",
+        ],
+        &[],
+    );
+    secrets.assert_absent(&output_text(&remove), "remove-member");
+
+    // TLS refused: a CA that did not sign the server's certificate.
+    let other = root.join("other-pki");
+    let other_certs = kubeadm_etcd(
+        &[
+            "phase",
+            "certs",
+            "etcd-ca",
+            "--cert-dir",
+            other.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        other_certs.status.success(),
+        "{}",
+        output_text(&other_certs)
+    );
+    secrets.add_cert_dir(&other);
+    let refused = kubeadm_etcd(
+        &[
+            "phase",
+            "etcd",
+            "status",
+            "--config",
+            cfg,
+            "--endpoints",
+            &endpoint,
+            "--etcd-cafile",
+            CertId::EtcdCa.cert_path(&other).to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!refused.status.success(), "{}", output_text(&refused));
+    secrets.assert_absent(&output_text(&refused), "status with a foreign CA");
+
+    // An endpoint nobody listens on.
+    let unreachable = kubeadm_etcd(
+        &[
+            "phase",
+            "etcd",
+            "check-health",
+            "--config",
+            cfg,
+            "--endpoints",
+            "https://127.74.0.99:2379",
+        ],
+        &[],
+    );
+    assert!(!unreachable.status.success());
+    secrets.assert_absent(&output_text(&unreachable), "check-health, unreachable");
+}
