@@ -581,6 +581,23 @@ impl EtcdClient {
         self.member_list_with(true).await
     }
 
+    /// [`member_list`](Self::member_list), waiting until `deadline` while the cluster has
+    /// no leader: an election takes a second or two, and a phase that starts during one
+    /// (a join right after a leader died) must not fail for it. Any other error is final.
+    pub async fn member_list_until(&self, deadline: tokio::time::Instant) -> Result<Membership> {
+        const ELECTION_POLL: Duration = Duration::from_millis(250);
+        loop {
+            match self.member_list().await {
+                Err(MembershipError::NoLeader { .. })
+                    if tokio::time::Instant::now() + ELECTION_POLL < deadline =>
+                {
+                    tokio::time::sleep(ELECTION_POLL).await
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// The member list as whichever endpoint answers first knows it, even without a
     /// leader: for status reports on a broken cluster.
     pub async fn member_list_local(&self) -> Result<Membership> {

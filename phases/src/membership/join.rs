@@ -95,7 +95,7 @@ pub async fn add_learner(
     report: Reporter<'_>,
 ) -> Result<Joined> {
     let deadline = Instant::now() + opts.timeout;
-    let membership = client.member_list().await?;
+    let membership = client.member_list_until(deadline).await?;
     client.sync_endpoints(&membership)?;
     report(Event::Endpoints {
         endpoints: client.endpoints(),

@@ -16,8 +16,8 @@ use tokio::time::Instant;
 
 use super::status::progress_percent;
 use super::{
-    quorum, EtcdClient, EtcdErrorKind, Event, MemberId, MemberInfo, MembershipError, Reporter,
-    Result, RetryReason, RpcError, Selector,
+    quorum, EtcdClient, EtcdErrorKind, Event, MemberId, MemberInfo, Membership, MembershipError,
+    Reporter, Result, RetryReason, RpcError, Selector,
 };
 
 /// etcd's `readyPercent`: the leader refuses to promote a learner whose log is behind 90%
@@ -88,7 +88,15 @@ pub struct Promoted {
 /// Finds the member the selectors name, through a linearizable member list.
 pub async fn find_member(client: &EtcdClient, selectors: &[Selector]) -> Result<MemberInfo> {
     let membership = client.member_list().await?;
-    client.sync_endpoints(&membership)?;
+    select_member(client, &membership, selectors)
+}
+
+fn select_member(
+    client: &EtcdClient,
+    membership: &Membership,
+    selectors: &[Selector],
+) -> Result<MemberInfo> {
+    client.sync_endpoints(membership)?;
     for selector in selectors {
         if let Some(m) = selector.find(&membership.members)? {
             return Ok(m.clone());
@@ -107,24 +115,6 @@ pub async fn find_member(client: &EtcdClient, selectors: &[Selector]) -> Result<
     })
 }
 
-/// [`find_member`], waiting until `deadline` while the cluster has no leader: promote
-/// runs right after a join, and a leader that dies then (the election takes a second or
-/// two) must not fail it. Any other error is final.
-async fn find_member_through_elections(
-    client: &EtcdClient,
-    selectors: &[Selector],
-    deadline: Instant,
-) -> Result<MemberInfo> {
-    loop {
-        match find_member(client, selectors).await {
-            Err(MembershipError::NoLeader { .. }) if Instant::now() + FAR_POLL < deadline => {
-                tokio::time::sleep(FAR_POLL).await
-            }
-            other => return other,
-        }
-    }
-}
-
 /// Waits for the learner to start and catch up, promotes it, and waits until the cluster
 /// is healthy with it as a voter.
 pub async fn promote(
@@ -133,8 +123,9 @@ pub async fn promote(
     report: Reporter<'_>,
 ) -> Result<Promoted> {
     let start = Instant::now();
-    let member =
-        find_member_through_elections(client, &opts.selectors, start + opts.timeout).await?;
+    // Promote runs right after a join, and a leader that dies then must not fail it.
+    let membership = client.member_list_until(start + opts.timeout).await?;
+    let member = select_member(client, &membership, &opts.selectors)?;
     report(Event::Endpoints {
         endpoints: client.endpoints(),
     });
