@@ -185,21 +185,11 @@ async fn preflight_cluster(
                     s.errors.join("; ")
                 };
                 details.push(format!("{}: {reason}", m.display_name()));
-                down.push((m.id, m.display_name(), reason.clone()));
-                report(Event::VoterDown {
-                    id: m.id,
-                    name: m.display_name(),
-                    reason,
-                });
+                down.push((m.id, m.display_name(), reason));
             }
             Err(e) => {
                 details.push(format!("{}: {e}", m.display_name()));
                 down.push((m.id, m.display_name(), e.to_string()));
-                report(Event::VoterDown {
-                    id: m.id,
-                    name: m.display_name(),
-                    reason: e.to_string(),
-                });
             }
         }
     }
@@ -213,6 +203,10 @@ async fn preflight_cluster(
     }
     if let (true, false, Some(version)) = (will_add, down.is_empty(), strict_version) {
         return Err(MembershipError::VotersDown { down, version });
+    }
+    // Only when the join goes on: an error above names the members itself.
+    for (id, name, reason) in down {
+        report(Event::VoterDown { id, name, reason });
     }
     report(Event::ClusterHealthy {
         voters,
