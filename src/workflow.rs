@@ -155,6 +155,7 @@ const ETCD_REMOVE_FLAGS: &[Flag] = &[
     EtcdCaFile,
     EtcdCertFile,
     EtcdKeyFile,
+    Timeout,
     Force,
     DryRun,
 ];

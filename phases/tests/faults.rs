@@ -250,6 +250,7 @@ async fn learner_paused(run: Run) {
             selector: Selector::Id(id),
             force: false,
             dry_run: false,
+            timeout: std::time::Duration::from_secs(30),
         },
     )
     .await
@@ -429,6 +430,7 @@ async fn voter_down(mut run: Run) {
             selector: Selector::Id(victim_id),
             force: false,
             dry_run: false,
+            timeout: std::time::Duration::from_secs(30),
         },
     )
     .await

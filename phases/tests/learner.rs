@@ -153,6 +153,7 @@ async fn one_to_three(version: EtcdVersion, test_id: u8) {
             selector: Selector::Name("node1".into()),
             force: false,
             dry_run: false,
+            timeout: std::time::Duration::from_secs(30),
         },
     )
     .await
@@ -171,6 +172,7 @@ async fn one_to_three(version: EtcdVersion, test_id: u8) {
                 selector: Selector::Id(id2),
                 force: false,
                 dry_run: false,
+                timeout: std::time::Duration::from_secs(30),
             },
         )
         .await
@@ -438,6 +440,7 @@ async fn never_started(version: EtcdVersion, test_id: u8) {
         selector: Selector::Id(joined.member_id.unwrap()),
         force: false,
         dry_run: false,
+        timeout: std::time::Duration::from_secs(30),
     };
     let removed = remove::remove(&client, &opts).await.unwrap();
     assert!(

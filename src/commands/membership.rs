@@ -282,6 +282,11 @@ pub fn remove_member(ctx: &Context) -> anyhow::Result<()> {
         selector,
         force: ctx.flags.force,
         dry_run: ctx.dry_run(),
+        // Only an election is waited out; kubeadm's bound for etcd calls.
+        timeout: ctx
+            .flags
+            .timeout
+            .map_or(cfg.timeouts.etcd_api_call.0, |t| t.0),
     };
     match ctx.block_on(remove::remove(&client, &opts))? {
         RemoveOutcome::Removed {

@@ -31,11 +31,15 @@ pub struct RemoveOptions {
     pub selector: Selector,
     pub force: bool,
     pub dry_run: bool,
+    /// How long to wait while the cluster has no leader (an election) before giving up.
+    pub timeout: std::time::Duration,
 }
 
 /// Removes the member `opts.selector` names.
 pub async fn remove(client: &EtcdClient, opts: &RemoveOptions) -> Result<RemoveOutcome> {
-    let membership = client.member_list().await?;
+    let membership = client
+        .member_list_until(tokio::time::Instant::now() + opts.timeout)
+        .await?;
     client.sync_endpoints(&membership)?;
     let Some(member) = opts.selector.find(&membership.members)?.cloned() else {
         return Ok(RemoveOutcome::NotAMember {
