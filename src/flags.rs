@@ -1,7 +1,13 @@
 //! Every flag of the tool, declared once (ripgrep's `defs.rs` idea), named as kubeadm
-//! names them. Phases list the flags they take; the clap arguments and the typed
-//! [`FlagValues`] both come from here.
+//! names them.
+//!
+//! A [`Flag`] is the flag's only name in the code: phases list the flags they take by
+//! it, the clap argument comes from [`Flag::arg`], and a phase reads the value back
+//! through [`crate::context::Context`]'s accessors keyed by the same [`Flag`]. There is
+//! no second spelling of an id to get wrong, and reading a flag that the phase did not
+//! declare panics instead of reading as unset.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -34,149 +40,207 @@ pub enum Flag {
     EnableLearnerMode,
     Hosts,
     OutputDir,
+    /// Taken by every workflow, not by phases.
+    SkipPhases,
 }
 
 impl Flag {
+    /// Every flag, for tests that check all of them.
+    #[cfg(test)]
+    pub const ALL: [Flag; 25] = [
+        Flag::Config,
+        Flag::CertDir,
+        Flag::NodeName,
+        Flag::AdvertiseAddress,
+        Flag::DryRun,
+        Flag::ManifestDir,
+        Flag::BackupDir,
+        Flag::Output,
+        Flag::Kubeconfig,
+        Flag::Endpoints,
+        Flag::EtcdCaFile,
+        Flag::EtcdCertFile,
+        Flag::EtcdKeyFile,
+        Flag::Timeout,
+        Flag::WipeDataDir,
+        Flag::MemberId,
+        Flag::Force,
+        Flag::FromFile,
+        Flag::ToFile,
+        Flag::TargetVersion,
+        Flag::ApiVersion,
+        Flag::EnableLearnerMode,
+        Flag::Hosts,
+        Flag::OutputDir,
+        Flag::SkipPhases,
+    ];
+
+    /// The long name on the command line (`cert-dir`), which is also the clap id.
+    pub fn id(self) -> &'static str {
+        match self {
+            Flag::Config => "config",
+            Flag::CertDir => "cert-dir",
+            Flag::NodeName => "node-name",
+            Flag::AdvertiseAddress => "advertise-address",
+            Flag::DryRun => "dry-run",
+            Flag::ManifestDir => "manifest-dir",
+            Flag::BackupDir => "backup-dir",
+            Flag::Output => "output",
+            Flag::Kubeconfig => "kubeconfig",
+            Flag::Endpoints => "endpoints",
+            Flag::EtcdCaFile => "etcd-cafile",
+            Flag::EtcdCertFile => "etcd-certfile",
+            Flag::EtcdKeyFile => "etcd-keyfile",
+            Flag::Timeout => "timeout",
+            Flag::WipeDataDir => "wipe-data-dir",
+            Flag::MemberId => "id",
+            Flag::Force => "force",
+            Flag::FromFile => "from-file",
+            Flag::ToFile => "to-file",
+            Flag::TargetVersion => "target-version",
+            Flag::ApiVersion => "api-version",
+            Flag::EnableLearnerMode => "enable-learner-mode",
+            Flag::Hosts => "hosts",
+            Flag::OutputDir => "output-dir",
+            Flag::SkipPhases => "skip-phases",
+        }
+    }
+
+    /// The clap argument: help, value name, parser, default.
     pub fn arg(self) -> Arg {
-        let value = |name: &'static str, value_name: &'static str, help: &'static str| {
-            Arg::new(name)
-                .long(name)
+        let id = self.id();
+        let value = |value_name: &'static str, help: &'static str| {
+            Arg::new(id)
+                .long(id)
                 .value_name(value_name)
                 .help(help)
                 .action(ArgAction::Set)
         };
-        let switch = |name: &'static str, help: &'static str| {
-            Arg::new(name)
-                .long(name)
-                .help(help)
-                .action(ArgAction::SetTrue)
-        };
+        let switch =
+            |help: &'static str| Arg::new(id).long(id).help(help).action(ArgAction::SetTrue);
+        let path = clap::value_parser!(PathBuf);
         match self {
-            Flag::Config => value("config", "FILE", "Path to a kubeadm configuration file (InitConfiguration, JoinConfiguration, ClusterConfiguration; v1beta3 or v1beta4)")
-                .value_parser(clap::value_parser!(PathBuf)),
-            Flag::CertDir => value("cert-dir", "DIR", "The path where certificates are stored [default: the configuration's certificatesDir, else /etc/kubernetes/pki]")
-                .value_parser(clap::value_parser!(PathBuf)),
-            Flag::NodeName => value("node-name", "NAME", "The node name; overrides nodeRegistration.name"),
-            Flag::AdvertiseAddress => value("advertise-address", "IP", "The address this member advertises; overrides localAPIEndpoint.advertiseAddress")
+            Flag::Config => value("FILE", "Path to a kubeadm configuration file (InitConfiguration, JoinConfiguration, ClusterConfiguration; v1beta3 or v1beta4)")
+                .value_parser(path),
+            Flag::CertDir => value("DIR", "The path where certificates are stored [default: the configuration's certificatesDir, else /etc/kubernetes/pki]")
+                .value_parser(path),
+            Flag::NodeName => value("NAME", "The node name; overrides nodeRegistration.name"),
+            Flag::AdvertiseAddress => value("IP", "The address this member advertises; overrides localAPIEndpoint.advertiseAddress")
                 .value_parser(clap::value_parser!(IpAddr)),
-            Flag::DryRun => switch("dry-run", "Do not change any state, just output what would be done"),
-            Flag::ManifestDir => value("manifest-dir", "DIR", "Where static Pod manifests are written")
+            Flag::DryRun => switch("Do not change any state, just output what would be done"),
+            Flag::ManifestDir => value("DIR", "Where static Pod manifests are written")
                 .default_value("/etc/kubernetes/manifests")
-                .value_parser(clap::value_parser!(PathBuf)),
-            Flag::BackupDir => value("backup-dir", "DIR", "Where replaced files and ConfigMaps are backed up (kubeadm's temporary directory)")
+                .value_parser(path),
+            Flag::BackupDir => value("DIR", "Where replaced files and ConfigMaps are backed up (kubeadm's temporary directory)")
                 .default_value("/etc/kubernetes/tmp")
-                .value_parser(clap::value_parser!(PathBuf)),
-            Flag::Output => value("output", "FORMAT", "Output format")
+                .value_parser(path),
+            Flag::Output => value("FORMAT", "Output format")
                 .short('o')
                 .value_parser(["text", "table", "yaml", "json"]),
-            Flag::Kubeconfig => value("kubeconfig", "FILE", "The kubeconfig to reach the API server [default: $KUBECONFIG, ~/.kube/config, then /etc/kubernetes/admin.conf]")
-                .value_parser(clap::value_parser!(PathBuf)),
-            Flag::Endpoints => value("endpoints", "URLS", "Comma-separated etcd client URLs of existing members")
+            Flag::Kubeconfig => value("FILE", "The kubeconfig to reach the API server. etcd phases: only if given, to find the members from the etcd Pods when --endpoints and etcd.external.endpoints are unset. migrate-feature-gates: [default: $KUBECONFIG, ~/.kube/config, then /etc/kubernetes/admin.conf]")
+                .value_parser(path),
+            Flag::Endpoints => value("URLS", "Comma-separated etcd client URLs of existing members")
                 .value_delimiter(','),
-            Flag::EtcdCaFile => value("etcd-cafile", "FILE", "CA to verify etcd members [default: <cert-dir>/etcd/ca.crt]")
-                .value_parser(clap::value_parser!(PathBuf)),
-            Flag::EtcdCertFile => value("etcd-certfile", "FILE", "Client certificate for etcd [default: <cert-dir>/etcd/healthcheck-client.crt]")
-                .value_parser(clap::value_parser!(PathBuf)),
-            Flag::EtcdKeyFile => value("etcd-keyfile", "FILE", "Client key for etcd [default: <cert-dir>/etcd/healthcheck-client.key]")
-                .value_parser(clap::value_parser!(PathBuf)),
-            Flag::Timeout => value("timeout", "DURATION", "How long to wait, in Go's syntax (90s, 5m0s, 1h) [default: the configuration's timeouts.etcdAPICall; for join-learner and promote at least 10m]")
+            Flag::EtcdCaFile => value("FILE", "CA to verify etcd members [default: <cert-dir>/etcd/ca.crt]")
+                .value_parser(path),
+            Flag::EtcdCertFile => value("FILE", "Client certificate for etcd [default: <cert-dir>/etcd/healthcheck-client.crt]")
+                .value_parser(path),
+            Flag::EtcdKeyFile => value("FILE", "Client key for etcd [default: <cert-dir>/etcd/healthcheck-client.key]")
+                .value_parser(path),
+            Flag::Timeout => value("DURATION", "How long to wait, in Go's syntax (90s, 5m0s, 1h) [default: the configuration's timeouts.etcdAPICall; for join-learner and promote at least 10m]")
                 .value_parser(|s: &str| GoDuration::parse(s).map_err(|e| e.to_string())),
-            Flag::WipeDataDir => switch("wipe-data-dir", "Delete a data directory that belongs to another etcd cluster instead of refusing to join"),
-            Flag::MemberId => value("id", "ID", "The etcd member ID, in hex as etcdctl prints it"),
-            Flag::Force => switch("force", "Go ahead with a step that the safety checks refuse (read the message first)"),
-            Flag::FromFile => value("from-file", "FILE", "Read the ConfigMap from a file (kubectl get cm kubeadm-config -o yaml) instead of the API server")
-                .value_parser(clap::value_parser!(PathBuf)),
-            Flag::ToFile => value("to-file", "FILE", "With --from-file: write the result here instead of standard output")
-                .value_parser(clap::value_parser!(PathBuf)),
-            Flag::TargetVersion => value("target-version", "VERSION", "The Kubernetes version being upgraded to, like v1.33.0").required(true),
-            Flag::ApiVersion => value("api-version", "VERSION", "Convert the stored ClusterConfiguration to this kubeadm API version")
+            Flag::WipeDataDir => switch("Delete a data directory that belongs to another etcd cluster instead of refusing to join"),
+            Flag::MemberId => value("ID", "The etcd member ID, in hex as etcdctl prints it"),
+            Flag::Force => switch("Go ahead with a step that the safety checks refuse (read the message first)"),
+            Flag::FromFile => value("FILE", "Read the ConfigMap from a file (kubectl get cm kubeadm-config -o yaml) instead of the API server")
+                .value_parser(path),
+            Flag::ToFile => value("FILE", "With --from-file: write the result here instead of standard output")
+                .value_parser(path),
+            Flag::TargetVersion => value("VERSION", "The Kubernetes version being upgraded to, like v1.33.0").required(true),
+            Flag::ApiVersion => value("VERSION", "Convert the stored ClusterConfiguration to this kubeadm API version")
                 .value_parser(["kubeadm.k8s.io/v1beta4", "v1beta4"]),
-            Flag::EnableLearnerMode => switch("enable-learner-mode", "Set the EtcdLearnerMode feature gate where the target version needs it set"),
-            Flag::Hosts => value("hosts", "NAME=IP,...", "The external etcd hosts, as name=address pairs")
+            Flag::EnableLearnerMode => switch("Set the EtcdLearnerMode feature gate where the target version needs it set"),
+            Flag::Hosts => value("NAME=IP,...", "The external etcd hosts, as name=address pairs")
                 .value_delimiter(',')
                 .required(true),
-            Flag::OutputDir => value("output-dir", "DIR", "Where to write one folder per host")
+            Flag::OutputDir => value("DIR", "Where to write one folder per host")
                 .required(true)
-                .value_parser(clap::value_parser!(PathBuf)),
+                .value_parser(path),
+            Flag::SkipPhases => value("PHASES", "Comma-separated phases to skip, named as listed below (certs/etcd-peer)")
+                .value_delimiter(',')
+                .action(ArgAction::Append),
         }
+    }
+
+    /// Whether clap always gives this flag a value (it has a default or is required),
+    /// so that reading it can never find it unset.
+    pub fn always_set(self) -> bool {
+        let arg = self.arg();
+        arg.is_required_set() || !arg.get_default_values().is_empty()
+    }
+
+    fn is_switch(self) -> bool {
+        matches!(self.arg().get_action(), ArgAction::SetTrue)
     }
 }
 
-/// The values of whichever flags a command has; a flag the command lacks reads as unset.
-#[derive(Debug, Default, Clone)]
+/// The parsed command line of one command, with the flags that command takes. Reading
+/// a flag the command does not take panics: it is a wiring bug, not an unset flag.
 pub struct FlagValues {
-    pub config: Option<PathBuf>,
-    pub cert_dir: Option<PathBuf>,
-    pub node_name: Option<String>,
-    pub advertise_address: Option<IpAddr>,
-    pub dry_run: bool,
-    pub manifest_dir: Option<PathBuf>,
-    pub backup_dir: Option<PathBuf>,
-    pub output: Option<String>,
-    pub kubeconfig: Option<PathBuf>,
-    pub endpoints: Vec<String>,
-    pub etcd_ca_file: Option<PathBuf>,
-    pub etcd_cert_file: Option<PathBuf>,
-    pub etcd_key_file: Option<PathBuf>,
-    pub timeout: Option<GoDuration>,
-    pub wipe_data_dir: bool,
-    pub member_id: Option<String>,
-    pub force: bool,
-    pub from_file: Option<PathBuf>,
-    pub to_file: Option<PathBuf>,
-    pub target_version: Option<String>,
-    pub api_version: Option<String>,
-    pub enable_learner_mode: bool,
-    pub hosts: Vec<String>,
-    pub output_dir: Option<PathBuf>,
-    pub skip_phases: Vec<String>,
+    matches: ArgMatches,
+    flags: BTreeSet<Flag>,
 }
 
 impl FlagValues {
-    pub fn from_matches(m: &ArgMatches) -> Self {
-        fn one<T: Clone + Send + Sync + 'static>(m: &ArgMatches, id: &str) -> Option<T> {
-            m.try_get_one::<T>(id).ok().flatten().cloned()
-        }
-        fn many(m: &ArgMatches, id: &str) -> Vec<String> {
-            m.try_get_many::<String>(id)
-                .ok()
-                .flatten()
-                .map(|v| v.filter(|s| !s.is_empty()).cloned().collect())
-                .unwrap_or_default()
-        }
-        fn switch(m: &ArgMatches, id: &str) -> bool {
-            m.try_get_one::<bool>(id)
-                .ok()
-                .flatten()
-                .copied()
-                .unwrap_or(false)
-        }
+    pub fn new(matches: ArgMatches, flags: impl IntoIterator<Item = Flag>) -> Self {
         Self {
-            config: one(m, "config"),
-            cert_dir: one(m, "cert-dir"),
-            node_name: one(m, "node-name"),
-            advertise_address: one(m, "advertise-address"),
-            dry_run: switch(m, "dry-run"),
-            manifest_dir: one(m, "manifest-dir"),
-            backup_dir: one(m, "backup-dir"),
-            output: one(m, "output"),
-            kubeconfig: one(m, "kubeconfig"),
-            endpoints: many(m, "endpoints"),
-            etcd_ca_file: one(m, "etcd-cafile"),
-            etcd_cert_file: one(m, "etcd-certfile"),
-            etcd_key_file: one(m, "etcd-keyfile"),
-            timeout: one(m, "timeout"),
-            wipe_data_dir: switch(m, "wipe-data-dir"),
-            member_id: one(m, "id"),
-            force: switch(m, "force"),
-            from_file: one(m, "from-file"),
-            to_file: one(m, "to-file"),
-            target_version: one(m, "target-version"),
-            api_version: one(m, "api-version"),
-            enable_learner_mode: switch(m, "enable-learner-mode"),
-            hosts: many(m, "hosts"),
-            output_dir: one(m, "output-dir"),
-            skip_phases: many(m, "skip-phases"),
+            matches,
+            flags: flags.into_iter().collect(),
         }
+    }
+
+    /// Whether the command takes `flag` (given or not).
+    pub fn takes(&self, flag: Flag) -> bool {
+        self.flags.contains(&flag)
+    }
+
+    fn check(&self, flag: Flag) {
+        assert!(
+            self.takes(flag),
+            "--{} is read, but the command does not take it: declare Flag::{flag:?} in the phase's flags",
+            flag.id()
+        );
+    }
+
+    /// The value of a flag that takes one; `None` when it was not given. A `T` other
+    /// than the flag's parser produces panics (clap checks it).
+    pub fn one<T: Clone + Send + Sync + 'static>(&self, flag: Flag) -> Option<T> {
+        self.check(flag);
+        assert!(
+            !flag.is_switch(),
+            "--{} is a switch: read it with switch()",
+            flag.id()
+        );
+        self.matches.get_one::<T>(flag.id()).cloned()
+    }
+
+    /// The values of a comma-separated flag, empty items dropped.
+    pub fn many(&self, flag: Flag) -> Vec<String> {
+        self.check(flag);
+        self.matches
+            .get_many::<String>(flag.id())
+            .map(|v| v.filter(|s| !s.is_empty()).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether a switch (`--dry-run`) was given.
+    pub fn switch(&self, flag: Flag) -> bool {
+        self.check(flag);
+        assert!(
+            flag.is_switch(),
+            "--{} takes a value: read it with one()",
+            flag.id()
+        );
+        self.matches.get_flag(flag.id())
     }
 }

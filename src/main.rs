@@ -6,48 +6,41 @@ mod cli;
 mod commands;
 mod context;
 mod flags;
+mod phase;
 mod workflow;
 
 use std::process::ExitCode;
 
-use context::Context;
-use flags::FlagValues;
+use cli::Invocation;
+use context::Session;
+use flags::Flag;
+use workflow::Tree;
 
 fn main() -> ExitCode {
-    let matches = match cli::command().try_get_matches() {
+    let tree = Tree::new();
+    let matches = match cli::command(&tree).try_get_matches() {
         Ok(m) => m,
         Err(e) => {
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    init_logging(*matches.get_one::<u8>("v").unwrap_or(&0));
+    init_logging(cli::verbosity(&matches));
 
-    let (name, sub) = matches.subcommand().expect("a subcommand is required");
-    let result = if name == "phase" {
-        let (group_name, group_matches) = sub.subcommand().expect("a phase group is required");
-        let (leaf_name, leaf_matches) = group_matches.subcommand().expect("a phase is required");
-        let group = workflow::find(group_name).expect("clap only accepts declared groups");
-        let leaf = group
-            .children
-            .iter()
-            .find(|c| c.name == leaf_name)
-            .expect("declared phase");
-        let ctx = Context::new(FlagValues::from_matches(leaf_matches));
-        workflow::run_phase(&ctx, group, leaf)
-    } else {
-        let wf = workflow::WORKFLOWS
-            .iter()
-            .find(|w| w.name == name)
-            .expect("declared workflow");
-        let ctx = Context::new(FlagValues::from_matches(sub));
-        let skip = ctx.flags.skip_phases.clone();
-        // A wrong phase name is a usage error, reported before anything runs.
-        if let Err(err) = workflow::compute_run_flags(&workflow::workflow_nodes(wf), &[], &skip) {
-            eprintln!("error: {err}");
-            return ExitCode::from(2);
+    let result = match cli::invocation(&tree, matches) {
+        Invocation::Phase { path, values } => {
+            workflow::run_phase_command(&Session::new(values), &tree, &path)
         }
-        workflow::run_workflow(&ctx, wf, &skip)
+        Invocation::Workflow { workflow, values } => {
+            let skip = values.many(Flag::SkipPhases);
+            // A wrong phase name is a usage error, reported before anything runs.
+            let nodes = tree.workflow_nodes(workflow);
+            if let Err(err) = workflow::compute_run_flags(&nodes, &[], &skip) {
+                eprintln!("error: {err}");
+                return ExitCode::from(2);
+            }
+            workflow::run_workflow(&Session::new(values), &tree, workflow, &skip)
+        }
     };
 
     match result {

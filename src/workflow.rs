@@ -1,336 +1,111 @@
-//! The phase tree, declared once as data (kubeadm's `workflow.Phase`), and the runner.
+//! The phase tree, assembled from the declarations in `src/commands/`, and the runner
+//! (kubeadm's `workflow.Runner`).
 //!
-//! The clap command tree, the help text, the workflow phase lists and `--skip-phases`
-//! validation are all derived from [`PHASES`] and [`WORKFLOWS`]; a phase added there
-//! appears everywhere without touching the runner.
-
-use std::collections::BTreeSet;
+//! The clap command tree, the help text, the workflows' phase lists, `--skip-phases`
+//! validation and the README's command list all derive from [`Tree`]; nothing here
+//! names a particular phase.
 
 use anyhow::{bail, Context as _};
 
 use crate::commands;
-use crate::context::Context;
-use crate::flags::Flag;
+use crate::context::Session;
+use crate::phase::{Phase, Run, Workflow};
 
-/// Runs a leaf phase.
-pub type RunFn = fn(&Context) -> anyhow::Result<()>;
-/// Runs a group's selected children together (the certificates share one CA and
-/// generate their keys concurrently). Receives the selected children's names in order.
-pub type BatchFn = fn(&Context, &[&'static str]) -> anyhow::Result<()>;
-
-/// One node of the phase tree.
-pub struct Phase {
-    pub name: &'static str,
-    pub short: &'static str,
-    pub long: &'static str,
-    pub example: &'static str,
-    /// Flags this phase takes (kubeadm's `InheritFlags` plus `LocalFlags`).
-    pub flags: &'static [Flag],
-    pub run: Option<RunFn>,
-    pub batch: Option<BatchFn>,
-    pub children: &'static [Phase],
-    /// The `all` child: runs every sibling, exists only as a command.
-    pub run_all_siblings: bool,
+/// Every phase under `kubeadm-etcd phase`, and every workflow.
+pub struct Tree {
+    pub phases: Vec<Phase>,
+    pub workflows: Vec<Workflow>,
 }
 
-impl Phase {
-    const fn leaf(
-        name: &'static str,
-        short: &'static str,
-        flags: &'static [Flag],
-        run: RunFn,
-    ) -> Phase {
-        Phase {
-            name,
-            short,
-            long: "",
-            example: "",
-            flags,
-            run: Some(run),
-            batch: None,
-            children: &[],
-            run_all_siblings: false,
-        }
-    }
-
-    const fn group(name: &'static str, short: &'static str, children: &'static [Phase]) -> Phase {
-        Phase {
-            name,
-            short,
-            long: "",
-            example: "",
-            flags: &[],
-            run: None,
-            batch: None,
-            children,
-            run_all_siblings: false,
-        }
-    }
-
-    const fn batch_leaf(name: &'static str, short: &'static str, flags: &'static [Flag]) -> Phase {
-        Phase {
-            name,
-            short,
-            long: "",
-            example: "",
-            flags,
-            run: None,
-            batch: None,
-            children: &[],
-            run_all_siblings: false,
-        }
-    }
-
-    /// The flags of this phase and, for a group, of all its descendants, sorted and unique.
-    pub fn all_flags(&self) -> BTreeSet<Flag> {
-        let mut flags: BTreeSet<Flag> = self.flags.iter().copied().collect();
-        for child in self.children {
-            flags.extend(child.all_flags());
-        }
-        flags
-    }
-}
-
-use Flag::*;
-
-const CERT_FLAGS: &[Flag] = &[Config, CertDir, NodeName, AdvertiseAddress, DryRun];
-const ETCD_LOCAL_FLAGS: &[Flag] = &[
-    Config,
-    CertDir,
-    NodeName,
-    AdvertiseAddress,
-    ManifestDir,
-    BackupDir,
-    DryRun,
-    Output,
-];
-
-const ETCD_JOIN_FLAGS: &[Flag] = &[
-    Config,
-    CertDir,
-    NodeName,
-    AdvertiseAddress,
-    Endpoints,
-    Kubeconfig,
-    EtcdCaFile,
-    EtcdCertFile,
-    EtcdKeyFile,
-    Timeout,
-    WipeDataDir,
-    ManifestDir,
-    BackupDir,
-    DryRun,
-];
-const ETCD_PROMOTE_FLAGS: &[Flag] = &[
-    Config,
-    CertDir,
-    NodeName,
-    AdvertiseAddress,
-    MemberId,
-    Endpoints,
-    Kubeconfig,
-    EtcdCaFile,
-    EtcdCertFile,
-    EtcdKeyFile,
-    Timeout,
-    DryRun,
-];
-const ETCD_INSPECT_FLAGS: &[Flag] = &[
-    Config,
-    CertDir,
-    Endpoints,
-    Kubeconfig,
-    EtcdCaFile,
-    EtcdCertFile,
-    EtcdKeyFile,
-    Output,
-];
-const ETCD_REMOVE_FLAGS: &[Flag] = &[
-    Config,
-    CertDir,
-    NodeName,
-    MemberId,
-    Endpoints,
-    Kubeconfig,
-    EtcdCaFile,
-    EtcdCertFile,
-    EtcdKeyFile,
-    Timeout,
-    Force,
-    DryRun,
-];
-
-/// `kubeadm-etcd phase ...`: every phase, individually invokable.
-pub static PHASES: &[Phase] = &[
-    Phase {
-        long: "Generate the etcd certificates exactly as kubeadm does. Existing certificates that are signed by the etcd CA and cover every required name are reused; anything else on disk is an error, never overwritten.",
-        example: "  # Make every missing etcd certificate for this node\n  kubeadm-etcd phase certs all --config kubeadm.yaml",
-        flags: CERT_FLAGS,
-        batch: Some(commands::certs::run),
-        ..Phase::group("certs", "Certificate generation", &[
-            Phase {
-                run_all_siblings: true,
-                ..Phase::batch_leaf("all", "Generate all etcd certificates", CERT_FLAGS)
-            },
-            Phase::batch_leaf("etcd-ca", "Generate the self-signed CA to provision identities for etcd", CERT_FLAGS),
-            Phase::batch_leaf("etcd-server", "Generate the certificate for serving etcd", CERT_FLAGS),
-            Phase::batch_leaf("etcd-peer", "Generate the certificate for etcd nodes to communicate with each other", CERT_FLAGS),
-            Phase::batch_leaf("etcd-healthcheck-client", "Generate the certificate for liveness probes to healthcheck etcd", CERT_FLAGS),
-            Phase::batch_leaf("apiserver-etcd-client", "Generate the certificate the apiserver uses to access etcd", CERT_FLAGS),
-        ])
-    },
-    Phase::group(
-        "etcd",
-        "Local etcd: static Pod manifests and learner-based membership",
-        &[
-            Phase {
-                long: "Write the etcd static Pod manifest for the first member of a new cluster (--initial-cluster with this member only). The output is deterministic: --dry-run prints exactly the bytes it would write.",
-                example: "  kubeadm-etcd phase etcd local --config kubeadm.yaml --dry-run",
-                ..Phase::leaf("local", "Generate the static Pod manifest file for a local, single-node local etcd instance", ETCD_LOCAL_FLAGS, commands::etcd::local)
-            },
-            Phase {
-                long: "For every host of an external etcd cluster, write <output-dir>/<host>/ with its kubeadm configuration (kubeadmcfg.yaml), its certificates (pki/) and its static Pod manifest (manifests/etcd.yaml; --initial-cluster lists every host, state new). One CA signs every host; its key stays in <output-dir>/ca/ and never in a host folder. Rerunning reuses the CA and valid certificates. The configuration file gives the cluster-wide settings (kubernetesVersion, etcd.local, ...).",
-                example: "  kubeadm-etcd phase etcd external-bundle --config cluster.yaml --hosts etcd-0=10.0.1.10,etcd-1=10.0.1.11,etcd-2=10.0.1.12 --output-dir ./etcd-hosts",
-                ..Phase::leaf("external-bundle", "Generate certificates, kubeadm configurations and static Pod manifests for the hosts of an external etcd cluster", &[Config, Hosts, OutputDir], commands::etcd::external_bundle)
-            },
-            Phase {
-                long: "Add this node to an existing etcd cluster as a learner (a non-voting member, so quorum is untouched) and write its static Pod manifest with --initial-cluster listing every member and --initial-cluster-state=existing. Checks first that the cluster has quorum, runs etcd 3.4 or newer, does not use this node's name for another member, and that the data directory is empty or this member's own. Idempotent: a member with this peer URL is reused. Waits (bounded by --timeout) while another member is joining. Finds the cluster through --endpoints, else etcd.external.endpoints, else the etcd Pods through --kubeconfig.",
-                example: "  kubeadm-etcd phase etcd join-learner --config join.yaml --endpoints https://10.0.0.1:2379",
-                ..Phase::leaf("join-learner", "Add this node to the etcd cluster as a learner and write its static Pod manifest", ETCD_JOIN_FLAGS, commands::membership::join_learner)
-            },
-            Phase {
-                long: "Wait until the learner has started and caught up with the leader (progress from the Status RPC), check that it answers, then promote it to a voting member and wait until the cluster is healthy with it. The learner is this node's member (by peer URL), or --node-name / --id. --timeout defaults to the configuration's timeouts.etcdAPICall but at least 10m, for large databases; on timeout the error says whether the learner never started, is stuck, or does not answer, and how to roll it back.",
-                example: "  kubeadm-etcd phase etcd promote --config join.yaml --endpoints https://10.0.0.1:2379\n  kubeadm-etcd phase etcd promote --id 8e9e05c52164694d --endpoints https://10.0.0.1:2379 --timeout 30m",
-                ..Phase::leaf("promote", "Promote this node's etcd learner to a voting member once it has caught up", ETCD_PROMOTE_FLAGS, commands::membership::promote)
-            },
-            Phase {
-                long: "Every member with its ID (hex), name, peer and client URLs, role, whether it started, leader, version, DB size, raft term, raft and applied index, and a learner's progress against the leader.",
-                example: "  kubeadm-etcd phase etcd status --endpoints https://10.0.0.1:2379 -o json",
-                ..Phase::leaf("status", "Show every etcd member and its state", ETCD_INSPECT_FLAGS, commands::membership::status)
-            },
-            Phase {
-                long: "Quorum-based health: healthy when a majority of the voting members answer without errors and know a leader. Warns about learners, unhealthy voters and an even number of voters. Exits non-zero when unhealthy.",
-                example: "  kubeadm-etcd phase etcd check-health --endpoints https://10.0.0.1:2379",
-                ..Phase::leaf("check-health", "Check that the etcd cluster has quorum", ETCD_INSPECT_FLAGS, commands::membership::check_health)
-            },
-            Phase {
-                long: "Remove a member by --node-name or --id (hex). A learner can always be removed (it does not vote): this is how a failed join is rolled back. A voting member is refused when the healthy voters that would remain could not keep quorum, unless --force. Idempotent: a member that is gone already is success.",
-                example: "  kubeadm-etcd phase etcd remove-member --id 8e9e05c52164694d --endpoints https://10.0.0.1:2379",
-                ..Phase::leaf("remove-member", "Remove a member from the etcd cluster without losing quorum", ETCD_REMOVE_FLAGS, commands::membership::remove_member)
-            },
-        ],
-    ),
-    Phase::group(
-        "upgrade",
-        "Upgrade-time changes to the stored kubeadm configuration",
-        &[Phase {
-            long: "Rewrite the featureGates of the ClusterConfiguration stored in kube-system/kubeadm-config so that kubeadm of the target version accepts it: drop gates it no longer knows, drop locked GA values, keep every explicit choice it still accepts. Writes with optimistic concurrency and keeps a backup.",
-            example: "  kubeadm-etcd phase upgrade migrate-feature-gates --target-version v1.33.0 --dry-run\n  kubectl -n kube-system get cm kubeadm-config -o yaml > cm.yaml\n  kubeadm-etcd phase upgrade migrate-feature-gates --target-version v1.33.0 --from-file cm.yaml --to-file new.yaml",
-            ..Phase::leaf(
-                "migrate-feature-gates",
-                "Carry the stored featureGates across to a target Kubernetes version",
-                &[Kubeconfig, FromFile, ToFile, TargetVersion, ApiVersion, EnableLearnerMode, Force, BackupDir, DryRun],
-                commands::upgrade::migrate_feature_gates,
-            )
-        }],
-    ),
-];
-
-/// A workflow: phases of [`PHASES`], by path, run in order.
-pub struct Workflow {
-    pub name: &'static str,
-    pub short: &'static str,
-    pub long: &'static str,
-    pub phases: &'static [&'static str],
-}
-
-pub static WORKFLOWS: &[Workflow] = &[Workflow {
-    name: "init",
-    short: "Set up the first etcd member of a new cluster: certificates, then its static Pod manifest",
-    long: "Runs the phases certs and etcd/local in order. Select what runs with --skip-phases (a parent selects its children; skipping wins).",
-    phases: &["certs", "etcd/local"],
-}, Workflow {
-    name: "join",
-    short: "Add this node's etcd member to an existing cluster: certificates, then join as a learner and promote it",
-    long: "Runs the phases certs, etcd/join-learner and etcd/promote in order: the member joins as a non-voting learner and becomes a voter only once it has caught up and answers. The etcd static Pod must start in between (the kubelet starts it from the manifest). Select what runs with --skip-phases.",
-    phases: &["certs", "etcd/join-learner", "etcd/promote"],
-}];
-
-/// A phase of a workflow with its full name (`certs/etcd-peer`).
+/// A phase placed in the tree, with its full name (`certs/etcd-peer`).
 #[derive(Clone)]
-pub struct Node {
+pub struct Node<'t> {
     pub path: String,
-    pub phase: &'static Phase,
+    pub phase: &'t Phase,
     pub parent: Option<usize>,
 }
 
-/// Finds a phase by path (`etcd/local`).
-pub fn find(path: &str) -> Option<&'static Phase> {
-    let mut level = PHASES;
-    let mut found = None;
-    for part in path.split('/') {
-        let phase = level.iter().find(|p| p.name == part)?;
-        found = Some(phase);
-        level = phase.children;
+impl Tree {
+    pub fn new() -> Self {
+        Tree {
+            phases: commands::phases(),
+            workflows: commands::workflows(),
+        }
     }
-    found
+
+    /// Finds a phase by path (`etcd/local`).
+    pub fn find(&self, path: &str) -> Option<&Phase> {
+        let mut level: &[Phase] = &self.phases;
+        let mut found = None;
+        for part in path.split('/') {
+            let phase = level.iter().find(|p| p.name == part)?;
+            found = Some(phase);
+            level = phase.children();
+        }
+        found
+    }
+
+    pub fn workflow(&self, name: &str) -> Option<&Workflow> {
+        self.workflows.iter().find(|w| w.name == name)
+    }
+
+    /// The workflow's phases in running order, parents before children, named as
+    /// kubeadm names them for `--skip-phases`. A listed path brings its ancestors
+    /// (which then select only what the workflow lists) and its whole subtree.
+    pub fn workflow_nodes(&self, workflow: &Workflow) -> Vec<Node<'_>> {
+        let mut nodes = Vec::new();
+        for wanted in workflow.phases {
+            let parts: Vec<&str> = wanted.split('/').collect();
+            let mut level: &[Phase] = &self.phases;
+            let mut parent = None;
+            for (depth, part) in parts.iter().enumerate() {
+                let phase = level.iter().find(|p| p.name == *part).unwrap_or_else(|| {
+                    panic!("workflow {} names unknown phase {wanted}", workflow.name)
+                });
+                let path = parts[..=depth].join("/");
+                let last = depth + 1 == parts.len();
+                match nodes.iter().position(|n: &Node| n.path == path) {
+                    Some(_) if last => panic!("workflow {} lists {wanted} twice", workflow.name),
+                    Some(index) => parent = Some(index),
+                    None if last => add_subtree(&mut nodes, phase, path, parent),
+                    None => {
+                        nodes.push(Node {
+                            path,
+                            phase,
+                            parent,
+                        });
+                        parent = Some(nodes.len() - 1);
+                    }
+                }
+                level = phase.children();
+            }
+        }
+        nodes
+    }
+
+    /// The nodes of one phase and everything under it.
+    pub fn subtree_nodes<'t>(&'t self, path: &str, phase: &'t Phase) -> Vec<Node<'t>> {
+        let mut nodes = Vec::new();
+        add_subtree(&mut nodes, phase, path.to_string(), None);
+        nodes
+    }
 }
 
-/// The workflow's phases in running order, parents before children, as kubeadm names
-/// them for `--skip-phases`. `all` leaves are commands only and not part of this list.
-pub fn workflow_nodes(workflow: &Workflow) -> Vec<Node> {
-    fn add(
-        nodes: &mut Vec<Node>,
-        phase: &'static Phase,
-        path: String,
-        parent: Option<usize>,
-        only: Option<&str>,
-    ) {
-        let index = nodes.len();
-        nodes.push(Node {
-            path: path.clone(),
-            phase,
-            parent,
-        });
-        for child in phase.children {
-            if child.run_all_siblings || only.is_some_and(|o| o != child.name) {
-                continue;
-            }
-            add(
-                nodes,
-                child,
-                format!("{path}/{}", child.name),
-                Some(index),
-                None,
-            );
-        }
+fn add_subtree<'t>(
+    nodes: &mut Vec<Node<'t>>,
+    phase: &'t Phase,
+    path: String,
+    parent: Option<usize>,
+) {
+    let index = nodes.len();
+    nodes.push(Node {
+        path: path.clone(),
+        phase,
+        parent,
+    });
+    for child in phase.children() {
+        add_subtree(nodes, child, format!("{path}/{}", child.name), Some(index));
     }
-    let mut nodes = Vec::new();
-    for wanted in workflow.phases {
-        let (top, rest) = wanted
-            .split_once('/')
-            .map_or((*wanted, None), |(t, r)| (t, Some(r)));
-        let phase = find(top)
-            .unwrap_or_else(|| panic!("workflow {} names unknown phase {top}", workflow.name));
-        match nodes.iter().position(|n: &Node| n.path == top) {
-            // A second path under the same top-level phase (etcd/join-learner, etcd/promote).
-            Some(parent) => {
-                let rest = rest.expect("a phase is listed once");
-                let child = phase
-                    .children
-                    .iter()
-                    .find(|c| c.name == rest)
-                    .expect("workflow names a known phase");
-                nodes.push(Node {
-                    path: format!("{top}/{rest}"),
-                    phase: child,
-                    parent: Some(parent),
-                });
-            }
-            None => add(&mut nodes, phase, top.to_string(), None, rest),
-        }
-    }
-    nodes
 }
 
 /// kubeadm's `computePhaseRunFlags`: which phases run given a filter (empty: all) and
@@ -363,70 +138,99 @@ pub fn compute_run_flags(
     Ok(run)
 }
 
-/// Runs a workflow's selected phases in order. A group with a batch runner gets its
-/// selected children in one call.
-pub fn run_workflow(ctx: &Context, workflow: &Workflow, skip: &[String]) -> anyhow::Result<()> {
-    let nodes = workflow_nodes(workflow);
+/// Runs a workflow's selected phases in order.
+pub fn run_workflow(
+    session: &Session,
+    tree: &Tree,
+    workflow: &Workflow,
+    skip: &[String],
+) -> anyhow::Result<()> {
+    let nodes = tree.workflow_nodes(workflow);
     let run = compute_run_flags(&nodes, &[], skip)?;
+    execute(session, &nodes, &run, Invoked::Workflow)
+}
+
+/// Runs the command `kubeadm-etcd phase <path>`: one phase, or a group's `all`.
+pub fn run_phase_command(session: &Session, tree: &Tree, path: &[&str]) -> anyhow::Result<()> {
+    let label = path.join("/");
+    let (nodes, run_all) = match path.split_last() {
+        Some((&"all", group_path)) if !group_path.is_empty() => {
+            let group_path = group_path.join("/");
+            let group = tree
+                .find(&group_path)
+                .unwrap_or_else(|| panic!("no phase {group_path}"));
+            (tree.subtree_nodes(&group_path, group), true)
+        }
+        _ => {
+            let phase = tree
+                .find(&label)
+                .unwrap_or_else(|| panic!("no phase {label}"));
+            (tree.subtree_nodes(&label, phase), true)
+        }
+    };
+    let run = vec![run_all; nodes.len()];
+    execute(session, &nodes, &run, Invoked::Command(&label))
+}
+
+/// How the phases being run were asked for.
+#[derive(Clone, Copy)]
+enum Invoked<'a> {
+    /// By a workflow: errors name the phase that failed.
+    Workflow,
+    /// By `phase <path>`: errors name the command.
+    Command(&'a str),
+}
+
+/// Runs the selected nodes in order. A batch phase runs once for itself and every
+/// later selected sibling with the same function.
+fn execute(
+    session: &Session,
+    nodes: &[Node],
+    run: &[bool],
+    invoked: Invoked,
+) -> anyhow::Result<()> {
+    let (label, in_workflow) = match invoked {
+        Invoked::Workflow => (None, true),
+        Invoked::Command(label) => (Some(label), false),
+    };
     let mut handled = vec![false; nodes.len()];
     for (i, node) in nodes.iter().enumerate() {
-        if handled[i] {
+        if handled[i] || !run[i] {
             continue;
         }
-        if let Some(batch) = node.phase.batch {
-            let children: Vec<&'static str> = nodes
-                .iter()
-                .enumerate()
-                .filter(|(j, n)| n.parent == Some(i) && run[*j])
-                .map(|(_, n)| n.phase.name)
-                .collect();
-            for (j, handled) in handled.iter_mut().enumerate() {
-                if is_descendant(&nodes, j, i) {
-                    *handled = true;
+        match &node.phase.run {
+            Run::Group(_) => {}
+            Run::Leaf(leaf) => {
+                let path = label.unwrap_or(&node.path);
+                let ctx = session.context(path, in_workflow, node.phase.flags.iter().copied());
+                leaf(&ctx).with_context(|| format!("error execution phase {path}"))?;
+            }
+            Run::Batch(batch) => {
+                let members: Vec<usize> = (i..nodes.len())
+                    .filter(|&j| {
+                        run[j]
+                            && !handled[j]
+                            && nodes[j].parent == node.parent
+                            && matches!(nodes[j].phase.run, Run::Batch(other) if std::ptr::fn_addr_eq(*batch, other))
+                    })
+                    .collect();
+                let names: Vec<&'static str> =
+                    members.iter().map(|&j| nodes[j].phase.name).collect();
+                let flags = members
+                    .iter()
+                    .flat_map(|&j| nodes[j].phase.flags.iter().copied());
+                for &j in &members {
+                    handled[j] = true;
                 }
+                // In a workflow a batch is its group's work, and named after it.
+                let path =
+                    label.unwrap_or_else(|| node.parent.map_or(&node.path, |p| &nodes[p].path));
+                let ctx = session.context(path, in_workflow, flags);
+                batch(&ctx, &names).with_context(|| format!("error execution phase {path}"))?;
             }
-            if !children.is_empty() {
-                batch(ctx, &children)
-                    .with_context(|| format!("error execution phase {}", node.path))?;
-            }
-        } else if let (true, Some(leaf)) = (run[i], node.phase.run) {
-            leaf(ctx).with_context(|| format!("error execution phase {}", node.path))?;
         }
     }
     Ok(())
-}
-
-fn is_descendant(nodes: &[Node], mut i: usize, ancestor: usize) -> bool {
-    while let Some(p) = nodes[i].parent {
-        if p == ancestor {
-            return true;
-        }
-        i = p;
-    }
-    false
-}
-
-/// Runs one phase invoked as `kubeadm-etcd phase <group> <name>`.
-pub fn run_phase(ctx: &Context, group: &'static Phase, leaf: &'static Phase) -> anyhow::Result<()> {
-    let path = format!("{}/{}", group.name, leaf.name);
-    let result = if let Some(batch) = group.batch {
-        let names: Vec<&'static str> = if leaf.run_all_siblings {
-            group
-                .children
-                .iter()
-                .filter(|c| !c.run_all_siblings)
-                .map(|c| c.name)
-                .collect()
-        } else {
-            vec![leaf.name]
-        };
-        batch(ctx, &names)
-    } else if let Some(run) = leaf.run {
-        run(ctx)
-    } else {
-        bail!("phase {path} has nothing to run")
-    };
-    result.with_context(|| format!("error execution phase {path}"))
 }
 
 #[cfg(test)]
@@ -442,16 +246,16 @@ mod tests {
             .collect()
     }
 
-    fn init() -> Vec<Node> {
-        workflow_nodes(WORKFLOWS.iter().find(|w| w.name == "init").unwrap())
+    fn paths<'a>(nodes: &'a [Node]) -> Vec<&'a str> {
+        nodes.iter().map(|n| n.path.as_str()).collect()
     }
 
     #[test]
     fn workflow_nodes_follow_the_declaration() {
-        let nodes = init();
-        let paths: Vec<&str> = nodes.iter().map(|n| n.path.as_str()).collect();
+        let tree = Tree::new();
+        let nodes = tree.workflow_nodes(tree.workflow("init").unwrap());
         assert_eq!(
-            paths,
+            paths(&nodes),
             [
                 "certs",
                 "certs/etcd-ca",
@@ -468,7 +272,8 @@ mod tests {
     // kubeadm's TestComputePhaseRunFlags cases, on our tree.
     #[test]
     fn selection_like_kubeadm() {
-        let nodes = init();
+        let tree = Tree::new();
+        let nodes = tree.workflow_nodes(tree.workflow("init").unwrap());
         let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let all = compute_run_flags(&nodes, &[], &[]).unwrap();
         assert_eq!(names(&nodes, &all).len(), nodes.len());
@@ -492,16 +297,18 @@ mod tests {
 
     #[test]
     fn unknown_phase_names_are_errors() {
-        let err = compute_run_flags(&init(), &[], &["certs/etcd-nope".to_string()]).unwrap_err();
+        let tree = Tree::new();
+        let nodes = tree.workflow_nodes(tree.workflow("init").unwrap());
+        let err = compute_run_flags(&nodes, &[], &["certs/etcd-nope".to_string()]).unwrap_err();
         let message = err.to_string();
         assert!(message.starts_with("invalid phase name \"certs/etcd-nope\" in --skip-phases; valid names: certs, certs/etcd-ca,"), "{message}");
     }
 
     #[test]
     fn join_runs_certs_then_the_learner_then_the_promotion() {
-        let join = WORKFLOWS.iter().find(|w| w.name == "join").unwrap();
-        let nodes = workflow_nodes(join);
-        let paths: Vec<&str> = nodes.iter().map(|n| n.path.as_str()).collect();
+        let tree = Tree::new();
+        let nodes = tree.workflow_nodes(tree.workflow("join").unwrap());
+        let paths = paths(&nodes);
         assert_eq!(paths[0], "certs");
         assert_eq!(
             &paths[paths.len() - 3..],
@@ -512,10 +319,51 @@ mod tests {
 
     #[test]
     fn every_workflow_phase_exists() {
-        for workflow in WORKFLOWS {
+        let tree = Tree::new();
+        for workflow in &tree.workflows {
             for path in workflow.phases {
-                assert!(find(path).is_some(), "{} names {path}", workflow.name);
+                assert!(tree.find(path).is_some(), "{} names {path}", workflow.name);
             }
         }
+    }
+
+    /// Every node of the tree runs something: a leaf or a batch, or a group with at
+    /// least one child (so, recursively, something to run). Names are unique among
+    /// siblings, and `all` is never a declared name (it is generated).
+    #[test]
+    fn every_phase_has_something_to_run() {
+        fn check(path: &str, phase: &Phase) {
+            match &phase.run {
+                Run::Leaf(_) | Run::Batch(_) => {}
+                Run::Group(group) => {
+                    assert!(!group.children.is_empty(), "group {path} has no children");
+                    let mut names: Vec<&str> = group.children.iter().map(|c| c.name).collect();
+                    names.sort();
+                    names.dedup();
+                    assert_eq!(names.len(), group.children.len(), "{path}: duplicate names");
+                    for child in &group.children {
+                        assert_ne!(child.name, "all", "{path}: `all` is generated by with_all");
+                        check(&format!("{path}/{}", child.name), child);
+                    }
+                }
+            }
+            assert!(!phase.short.is_empty(), "{path} has no help");
+        }
+        for phase in &Tree::new().phases {
+            check(phase.name, phase);
+        }
+    }
+
+    #[test]
+    fn certs_children_are_the_certificate_list() {
+        let tree = Tree::new();
+        let certs = tree.find("certs").unwrap();
+        let children: Vec<&str> = certs.children().iter().map(|c| c.name).collect();
+        let expected: Vec<&str> = phases::pki::CertId::ALL
+            .iter()
+            .map(|id| id.phase_name())
+            .collect();
+        assert_eq!(children, expected);
+        assert!(matches!(&certs.run, Run::Group(g) if g.all.is_some()));
     }
 }

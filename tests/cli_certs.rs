@@ -257,3 +257,58 @@ fn help_lists_the_workflow_phases() {
     );
     assert!(help.contains("--skip-phases"));
 }
+
+/// kubeadm skips both the certificates and the local etcd manifest when the cluster
+/// uses an external etcd: `init` succeeds and writes nothing.
+#[test]
+fn init_with_external_etcd_skips_certs_and_the_local_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("external.yaml");
+    std::fs::write(
+        &cfg,
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.33.0\netcd:\n  external:\n    endpoints:\n    - https://10.0.0.21:2379\n    caFile: /etc/etcd/ca.crt\n    certFile: /etc/etcd/client.crt\n    keyFile: /etc/etcd/client.key\n",
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let sub = |name: &str| out_dir.join(name).display().to_string();
+    let out = kubeadm_etcd(&[
+        "init",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--cert-dir",
+        &sub("pki"),
+        "--manifest-dir",
+        &sub("manifests"),
+        "--backup-dir",
+        &sub("tmp"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "[certs] External etcd mode: Skipping etcd/ca certificate generation\n\
+         [certs] External etcd mode: Skipping etcd/server certificate generation\n\
+         [certs] External etcd mode: Skipping etcd/peer certificate generation\n\
+         [certs] External etcd mode: Skipping etcd/healthcheck-client certificate generation\n\
+         [certs] External etcd mode: Skipping apiserver-etcd-client certificate generation\n\
+         [etcd] External etcd mode: Skipping the creation of a manifest for local etcd\n"
+    );
+    assert!(!out_dir.exists(), "{:?}", listing(&out_dir));
+
+    // Asked for by name, the phase says why it does not apply.
+    let out = kubeadm_etcd(&[
+        "phase",
+        "etcd",
+        "local",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--manifest-dir",
+        &sub("manifests"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("this phase manages a local (stacked) etcd, but the ClusterConfiguration sets etcd.external"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!out_dir.exists());
+}

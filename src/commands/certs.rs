@@ -1,17 +1,41 @@
-//! `phase certs ...`
+//! `phase certs ...`: one phase per certificate of the library's list, run together.
 
 use phases::config::Etcd;
 use phases::pki::{self, CertId, Event, PkiConfig};
 
 use crate::context::{say, warn, Context};
+use crate::flags::Flag::{self, *};
+use crate::phase::Phase;
+
+const FLAGS: &[Flag] = &[Config, CertDir, NodeName, AdvertiseAddress, DryRun];
+
+/// `phase certs`: a child per [`CertId`], in the library's order, and `all`.
+pub fn phase() -> Phase {
+    let children = CertId::ALL
+        .iter()
+        .map(|id| {
+            Phase::batch(
+                id.phase_name(),
+                format!("Generate {}", id.long_name()),
+                FLAGS,
+                run,
+            )
+        })
+        .collect();
+    Phase::group("certs", "Certificate generation", children)
+        .with_all("Generate all etcd certificates")
+        .long("Generate the etcd certificates exactly as kubeadm does. Existing certificates that are signed by the etcd CA and cover every required name are reused; anything else on disk is an error, never overwritten.")
+        .example("  # Make every missing etcd certificate for this node\n  kubeadm-etcd phase certs all --config kubeadm.yaml")
+}
 
 /// Makes the selected certificates (phase names like `etcd-server`) in one go, so that
 /// their keys are generated concurrently.
-pub fn run(ctx: &Context, selected: &[&'static str]) -> anyhow::Result<()> {
+fn run(ctx: &Context, selected: &[&'static str]) -> anyhow::Result<()> {
     let cfg = ctx.config()?;
-    let ids: Vec<CertId> = selected
-        .iter()
-        .map(|name| CertId::from_phase_name(name).expect("the phase tree names known certificates"))
+    // The names are the phases' own, made from CertId::phase_name above.
+    let ids: Vec<CertId> = CertId::ALL
+        .into_iter()
+        .filter(|id| selected.contains(&id.phase_name()))
         .collect();
     if let Etcd::External(_) = cfg.cluster.etcd {
         for id in &ids {

@@ -1,18 +1,43 @@
 //! `phase etcd local` and `phase etcd external-bundle`.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
+use phases::config::Etcd;
 use phases::manifest::{
     self, BundleHost, BundleOptions, BundlePaths, ManifestOptions, WriteOutcome,
 };
 
 use crate::commands::certs::print_events;
 use crate::context::{say, warn, Context};
+use crate::flags::Flag::{self, *};
+use crate::phase::Phase;
 
-const DEFAULT_MANIFEST_DIR: &str = "/etc/kubernetes/manifests";
-const DEFAULT_BACKUP_DIR: &str = "/etc/kubernetes/tmp";
+/// Where kubeadm's kubelet reads static Pod manifests; what an external host needs.
+const KUBELET_MANIFEST_DIR: &str = "/etc/kubernetes/manifests";
+
+pub fn local() -> Phase {
+    const FLAGS: &[Flag] = &[
+        Config,
+        CertDir,
+        NodeName,
+        AdvertiseAddress,
+        ManifestDir,
+        BackupDir,
+        DryRun,
+        Output,
+    ];
+    Phase::leaf("local", "Generate the static Pod manifest file for a local, single-node local etcd instance", FLAGS, run_local)
+        .long("Write the etcd static Pod manifest for the first member of a new cluster (--initial-cluster with this member only). The output is deterministic: --dry-run prints exactly the bytes it would write.")
+        .example("  kubeadm-etcd phase etcd local --config kubeadm.yaml --dry-run")
+}
+
+pub fn external_bundle() -> Phase {
+    Phase::leaf("external-bundle", "Generate certificates, kubeadm configurations and static Pod manifests for the hosts of an external etcd cluster", &[Config, Hosts, OutputDir], run_external_bundle)
+        .long("For every host of an external etcd cluster, write <output-dir>/<host>/ with its kubeadm configuration (kubeadmcfg.yaml), its certificates (pki/) and its static Pod manifest (manifests/etcd.yaml; --initial-cluster lists every host, state new). One CA signs every host; its key stays in <output-dir>/ca/ and never in a host folder. Rerunning reuses the CA and valid certificates. The configuration file gives the cluster-wide settings (kubernetesVersion, etcd.local, ...).")
+        .example("  kubeadm-etcd phase etcd external-bundle --config cluster.yaml --hosts etcd-0=10.0.1.10,etcd-1=10.0.1.11,etcd-2=10.0.1.12 --output-dir ./etcd-hosts")
+}
 
 enum Format {
     Text,
@@ -21,7 +46,7 @@ enum Format {
 }
 
 fn format(ctx: &Context) -> anyhow::Result<Format> {
-    match ctx.flags.output.as_deref() {
+    match ctx.value::<String>(Output).as_deref() {
         None | Some("text") => Ok(Format::Text),
         Some("yaml") => Ok(Format::Yaml),
         Some("json") => Ok(Format::Json),
@@ -49,9 +74,20 @@ fn print_stdout(text: &str) -> anyhow::Result<()> {
 /// Standard output: the kubeadm-style progress lines; with `--dry-run` exactly the bytes
 /// that would be written instead (progress then goes to standard error); with `-o
 /// yaml|json` the Pod in that format (also progress on standard error).
-pub fn local(ctx: &Context) -> anyhow::Result<()> {
+///
+/// With an external etcd cluster there is no local member: `init` skips this phase as
+/// kubeadm does (as it skips the certificates); asked for by name, the library's error
+/// says why it does not apply.
+fn run_local(ctx: &Context) -> anyhow::Result<()> {
     let format = format(ctx)?;
     let cfg = ctx.config()?;
+    if let (Etcd::External(_), true) = (&cfg.cluster.etcd, ctx.in_workflow()) {
+        say(
+            "etcd",
+            "External etcd mode: Skipping the creation of a manifest for local etcd",
+        );
+        return Ok(());
+    }
     let cert_dir = ctx.cert_dir()?;
     let (_, _, warning) = manifest::etcd_version_of(cfg)?;
     if let Some(warning) = warning {
@@ -66,16 +102,8 @@ pub fn local(ctx: &Context) -> anyhow::Result<()> {
         Format::Json => Some(manifest::render_json(&pod)?),
     };
 
-    let manifest_dir = ctx
-        .flags
-        .manifest_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_MANIFEST_DIR));
-    let backup_dir = ctx
-        .flags
-        .backup_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_BACKUP_DIR));
+    let manifest_dir: PathBuf = ctx.required(ManifestDir);
+    let backup_dir: PathBuf = ctx.required(BackupDir);
     let path = manifest::manifest_path(&manifest_dir);
     let progress = |message: String| {
         if printed.is_some() {
@@ -112,7 +140,7 @@ pub fn local(ctx: &Context) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn creating(manifest_dir: &std::path::Path) -> String {
+fn creating(manifest_dir: &Path) -> String {
     format!(
         "Creating static Pod manifest for local etcd in {:?}",
         manifest_dir.display().to_string()
@@ -121,14 +149,10 @@ fn creating(manifest_dir: &std::path::Path) -> String {
 
 /// Makes one folder per external etcd host (kubeadm configuration, certificates from one
 /// shared CA, static Pod manifest), the CA itself in `<output-dir>/ca`.
-pub fn external_bundle(ctx: &Context) -> anyhow::Result<()> {
+fn run_external_bundle(ctx: &Context) -> anyhow::Result<()> {
     let cfg = ctx.config()?;
-    let hosts = BundleHost::parse_list(&ctx.flags.hosts).context("--hosts")?;
-    let out_dir = ctx
-        .flags
-        .output_dir
-        .clone()
-        .context("--output-dir is required")?;
+    let hosts = BundleHost::parse_list(&ctx.list(Hosts)).context("--hosts")?;
+    let out_dir: PathBuf = ctx.required(OutputDir);
     let (_, _, warning) = manifest::etcd_version_of(cfg)?;
     if let Some(warning) = warning {
         warn(warning);
@@ -168,7 +192,7 @@ pub fn external_bundle(ctx: &Context) -> anyhow::Result<()> {
             "The etcd CA key is only in {:?}: keep it off the etcd hosts. On each host, copy <host>/pki/ to {:?} and <host>/manifests/etcd.yaml to {:?}",
             ca_key.display().to_string(),
             cfg.cluster.certificates_dir.display().to_string(),
-            DEFAULT_MANIFEST_DIR
+            KUBELET_MANIFEST_DIR
         ),
     );
     Ok(())

@@ -8,12 +8,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use phases::config::{Etcd, KubeadmConfig};
+use phases::config::{Etcd, GoDuration, KubeadmConfig};
 use phases::manifest::{self, WriteOutcome};
 use phases::membership::discovery::{self, EndpointSource};
 use phases::membership::health::HealthReport;
-use phases::membership::join::{self, AddOutcome, JoinOptions, ManifestStep};
-use phases::membership::promote::{self, PromoteOptions, PromoteOutcome};
+use phases::membership::join::{self, AddOutcome, JoinOptions, Joined, ManifestStep};
+use phases::membership::promote::{self, PromoteOptions, PromoteOutcome, Promoted};
 use phases::membership::remove::{self, RemoveOptions, RemoveOutcome};
 use phases::membership::status::{self, human_bytes, ClusterStatus};
 use phases::membership::{
@@ -22,6 +22,94 @@ use phases::membership::{
 };
 
 use crate::context::{say, warn, Context};
+use crate::flags::Flag::{self, *};
+use crate::phase::Phase;
+
+pub fn join_learner() -> Phase {
+    const FLAGS: &[Flag] = &[
+        Config,
+        CertDir,
+        NodeName,
+        AdvertiseAddress,
+        Endpoints,
+        Kubeconfig,
+        EtcdCaFile,
+        EtcdCertFile,
+        EtcdKeyFile,
+        Timeout,
+        WipeDataDir,
+        ManifestDir,
+        BackupDir,
+        DryRun,
+    ];
+    Phase::leaf("join-learner", "Add this node to the etcd cluster as a learner and write its static Pod manifest", FLAGS, run_join_learner)
+        .long("Add this node to an existing etcd cluster as a learner (a non-voting member, so quorum is untouched) and write its static Pod manifest with --initial-cluster listing every member and --initial-cluster-state=existing. Checks first that the cluster has quorum, runs etcd 3.4 or newer, does not use this node's name for another member, and that the data directory is empty or this member's own. Idempotent: a member with this peer URL is reused. Waits (bounded by --timeout) while another member is joining. Finds the cluster through --endpoints, else etcd.external.endpoints, else the etcd Pods through --kubeconfig.")
+        .example("  kubeadm-etcd phase etcd join-learner --config join.yaml --endpoints https://10.0.0.1:2379")
+}
+
+pub fn promote() -> Phase {
+    const FLAGS: &[Flag] = &[
+        Config,
+        CertDir,
+        NodeName,
+        AdvertiseAddress,
+        Flag::MemberId,
+        Endpoints,
+        Kubeconfig,
+        EtcdCaFile,
+        EtcdCertFile,
+        EtcdKeyFile,
+        Timeout,
+        DryRun,
+    ];
+    Phase::leaf("promote", "Promote this node's etcd learner to a voting member once it has caught up", FLAGS, run_promote)
+        .long("Wait until the learner has started and caught up with the leader (progress from the Status RPC), check that it answers, then promote it to a voting member and wait until the cluster is healthy with it. The learner is this node's member (by peer URL), or --node-name / --id. --timeout defaults to the configuration's timeouts.etcdAPICall but at least 10m, for large databases; on timeout the error says whether the learner never started, is stuck, or does not answer, and how to roll it back.")
+        .example("  kubeadm-etcd phase etcd promote --config join.yaml --endpoints https://10.0.0.1:2379\n  kubeadm-etcd phase etcd promote --id 8e9e05c52164694d --endpoints https://10.0.0.1:2379 --timeout 30m")
+}
+
+/// What `status` and `check-health` take: how to reach the cluster, and the format.
+const INSPECT_FLAGS: &[Flag] = &[
+    Config,
+    CertDir,
+    Endpoints,
+    Kubeconfig,
+    EtcdCaFile,
+    EtcdCertFile,
+    EtcdKeyFile,
+    Output,
+];
+
+pub fn status() -> Phase {
+    Phase::leaf("status", "Show every etcd member and its state", INSPECT_FLAGS, run_status)
+        .long("Every member with its ID (hex), name, peer and client URLs, role, whether it started, leader, version, DB size, raft term, raft and applied index, and a learner's progress against the leader.")
+        .example("  kubeadm-etcd phase etcd status --endpoints https://10.0.0.1:2379 -o json")
+}
+
+pub fn check_health() -> Phase {
+    Phase::leaf("check-health", "Check that the etcd cluster has quorum", INSPECT_FLAGS, run_check_health)
+        .long("Quorum-based health: healthy when a majority of the voting members answer without errors and know a leader. Warns about learners, unhealthy voters and an even number of voters. Exits non-zero when unhealthy.")
+        .example("  kubeadm-etcd phase etcd check-health --endpoints https://10.0.0.1:2379")
+}
+
+pub fn remove_member() -> Phase {
+    const FLAGS: &[Flag] = &[
+        Config,
+        CertDir,
+        NodeName,
+        Flag::MemberId,
+        Endpoints,
+        Kubeconfig,
+        EtcdCaFile,
+        EtcdCertFile,
+        EtcdKeyFile,
+        Timeout,
+        Force,
+        DryRun,
+    ];
+    Phase::leaf("remove-member", "Remove a member from the etcd cluster without losing quorum", FLAGS, run_remove_member)
+        .long("Remove a member by --node-name or --id (hex). A learner can always be removed (it does not vote): this is how a failed join is rolled back. A voting member is refused when the healthy voters that would remain could not keep quorum, unless --force. Idempotent: a member that is gone already is success.")
+        .example("  kubeadm-etcd phase etcd remove-member --id 8e9e05c52164694d --endpoints https://10.0.0.1:2379")
+}
 
 const PREFIX: &str = "etcd";
 /// How often "waiting for the learner to start" is shown again.
@@ -29,28 +117,42 @@ const START_LINE_EVERY: Duration = Duration::from_secs(5);
 /// How often an unchanged "retrying" answer is shown again.
 const RETRY_LINE_EVERY: Duration = Duration::from_secs(3);
 
-/// `phase etcd join-learner`
-pub fn join_learner(ctx: &Context) -> anyhow::Result<()> {
+/// `phase etcd join-learner`: the add (or the reuse of this node's member), then the
+/// manifest.
+fn run_join_learner(ctx: &Context) -> anyhow::Result<()> {
     let cfg = ctx.config()?;
     let dry_run = ctx.dry_run();
     let name = cfg.require_node_name()?.to_string();
-    let ip = cfg.require_advertise_address()?;
+    let peer_url = manifest::peer_url(cfg.require_advertise_address()?);
     let local = cfg.require_local_etcd()?;
-    let peer_url = manifest::peer_url(ip);
     let (client, _) = connect(ctx, cfg)?;
     let opts = JoinOptions {
         name: name.clone(),
         peer_url: peer_url.clone(),
         data_dir: local.data_dir.clone(),
-        wipe_data_dir: ctx.flags.wipe_data_dir,
+        wipe_data_dir: ctx.switch(WipeDataDir),
         timeout: timeout(ctx, cfg),
-        dry_run: ctx.dry_run(),
+        dry_run,
     };
     let mut printer = Printer::new(dry_run);
     let joined = ctx.block_on(join::add_learner(&client, &opts, &mut |e| printer.event(e)));
     printer.finish();
     let joined = joined?;
-    match (joined.outcome, joined.member_id) {
+    report_added(dry_run, &joined, &name, &peer_url);
+    let step = join::write_manifest(
+        cfg,
+        &ctx.cert_dir()?,
+        &ctx.required::<PathBuf>(ManifestDir),
+        &ctx.required::<PathBuf>(BackupDir),
+        &joined,
+        dry_run,
+    )?;
+    report_manifest(dry_run, step);
+    Ok(())
+}
+
+fn report_added(dry_run: bool, joined: &Joined, name: &str, peer_url: &str) {
+    match (&joined.outcome, joined.member_id) {
         (AddOutcome::WouldAdd, _) => progress(
             dry_run,
             "dryrun",
@@ -72,8 +174,8 @@ pub fn join_learner(ctx: &Context) -> anyhow::Result<()> {
             PREFIX,
             format!(
                 "etcd member {id} with peer URL {peer_url} already exists ({}, {}); reusing it",
-                if is_learner { "learner" } else { "voter" },
-                if started {
+                if *is_learner { "learner" } else { "voter" },
+                if *started {
                     "started"
                 } else {
                     "not started yet"
@@ -82,25 +184,9 @@ pub fn join_learner(ctx: &Context) -> anyhow::Result<()> {
         ),
         _ => {}
     }
+}
 
-    let manifest_dir = ctx
-        .flags
-        .manifest_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("/etc/kubernetes/manifests"));
-    let backup_dir = ctx
-        .flags
-        .backup_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("/etc/kubernetes/tmp"));
-    let step = join::write_manifest(
-        cfg,
-        &ctx.cert_dir()?,
-        &manifest_dir,
-        &backup_dir,
-        &joined,
-        ctx.dry_run(),
-    )?;
+fn report_manifest(dry_run: bool, step: ManifestStep) {
     match step {
         ManifestStep::Kept { path } => progress(
             dry_run,
@@ -140,7 +226,6 @@ pub fn join_learner(ctx: &Context) -> anyhow::Result<()> {
             progress(dry_run, PREFIX, "The kubelet starts the member from it; `kubeadm-etcd phase etcd promote` waits for it to catch up");
         }
     }
-    Ok(())
 }
 
 /// A progress line; in a dry run on standard error, so that standard output carries
@@ -154,31 +239,11 @@ fn progress(dry_run: bool, prefix: &str, message: impl std::fmt::Display) {
 }
 
 /// `phase etcd promote`
-pub fn promote(ctx: &Context) -> anyhow::Result<()> {
+fn run_promote(ctx: &Context) -> anyhow::Result<()> {
     let cfg = ctx.config()?;
     let (client, _) = connect(ctx, cfg)?;
-    let mut selectors = Vec::new();
-    if let Some(id) = member_id_flag(ctx)? {
-        selectors.push(Selector::Id(id));
-    } else {
-        if let Some(name) = &ctx.flags.node_name {
-            selectors.push(Selector::Name(name.clone()));
-        }
-        // A learner that has not started has no name yet; its peer URL is known from the
-        // first moment.
-        if let Some(ip) = cfg.node.advertise_address {
-            selectors.push(Selector::PeerUrl(manifest::peer_url(ip)));
-        } else if ctx.flags.node_name.is_none() {
-            if let Some(name) = &cfg.node.name {
-                selectors.push(Selector::Name(name.clone()));
-            }
-        }
-    }
-    if selectors.is_empty() {
-        bail!("which learner? pass --id, --node-name, or a configuration (or --advertise-address) naming this node's advertise address");
-    }
     let opts = PromoteOptions {
-        selectors,
+        selectors: learner_selectors(ctx, cfg)?,
         timeout: timeout(ctx, cfg),
         health_timeout: promote::HEALTH_TIMEOUT,
     };
@@ -198,30 +263,8 @@ pub fn promote(ctx: &Context) -> anyhow::Result<()> {
     let result = ctx.block_on(promote::promote(&client, &opts, &mut |e| printer.event(e)));
     printer.finish();
     match result {
-        Ok(p) => {
-            let name = if p.name.is_empty() {
-                p.id.to_string()
-            } else {
-                p.name.clone()
-            };
-            match p.outcome {
-                PromoteOutcome::AlreadyVoter => say(
-                    PREFIX,
-                    format!("etcd member {} ({name}) is already a voting member", p.id),
-                ),
-                PromoteOutcome::Promoted | PromoteOutcome::PromotedAfterError => say(
-                    PREFIX,
-                    format!(
-                        "Promoted etcd learner {} ({name}) to a voting member after {}",
-                        p.id,
-                        seconds(p.waited)
-                    ),
-                ),
-            }
-            say(
-                PREFIX,
-                "The etcd cluster is healthy with the new voting member",
-            );
+        Ok(promoted) => {
+            report_promoted(&promoted);
             Ok(())
         }
         Err(e) => {
@@ -236,12 +279,63 @@ pub fn promote(ctx: &Context) -> anyhow::Result<()> {
     }
 }
 
+/// Which member to promote: `--id`; else `--node-name` and this node's peer URL (a
+/// learner that has not started has no name yet; its peer URL is known from the first
+/// moment); else the configuration's node name.
+fn learner_selectors(ctx: &Context, cfg: &KubeadmConfig) -> anyhow::Result<Vec<Selector>> {
+    if let Some(id) = member_id_flag(ctx)? {
+        return Ok(vec![Selector::Id(id)]);
+    }
+    let mut selectors = Vec::new();
+    let node_name: Option<String> = ctx.value(NodeName);
+    if let Some(name) = &node_name {
+        selectors.push(Selector::Name(name.clone()));
+    }
+    if let Some(ip) = cfg.node.advertise_address {
+        selectors.push(Selector::PeerUrl(manifest::peer_url(ip)));
+    } else if node_name.is_none() {
+        if let Some(name) = &cfg.node.name {
+            selectors.push(Selector::Name(name.clone()));
+        }
+    }
+    if selectors.is_empty() {
+        bail!("which learner? pass --id, --node-name, or a configuration (or --advertise-address) naming this node's advertise address");
+    }
+    Ok(selectors)
+}
+
+fn report_promoted(p: &Promoted) {
+    let name = if p.name.is_empty() {
+        p.id.to_string()
+    } else {
+        p.name.clone()
+    };
+    match p.outcome {
+        PromoteOutcome::AlreadyVoter => say(
+            PREFIX,
+            format!("etcd member {} ({name}) is already a voting member", p.id),
+        ),
+        PromoteOutcome::Promoted | PromoteOutcome::PromotedAfterError => say(
+            PREFIX,
+            format!(
+                "Promoted etcd learner {} ({name}) to a voting member after {}",
+                p.id,
+                seconds(p.waited)
+            ),
+        ),
+    }
+    say(
+        PREFIX,
+        "The etcd cluster is healthy with the new voting member",
+    );
+}
+
 /// `phase etcd status`
-pub fn status(ctx: &Context) -> anyhow::Result<()> {
+fn run_status(ctx: &Context) -> anyhow::Result<()> {
     let cfg = ctx.config()?;
     let (client, _) = connect(ctx, cfg)?;
     let report = ctx.block_on(status::collect(&client))?;
-    match ctx.flags.output.as_deref() {
+    match ctx.value::<String>(Output).as_deref() {
         Some("json") => println!("{}", serde_json::to_string_pretty(&report)?),
         Some("yaml") => print!("{}", serde_yaml::to_string(&report)?),
         _ => print!("{}", status_table(&report)),
@@ -250,11 +344,11 @@ pub fn status(ctx: &Context) -> anyhow::Result<()> {
 }
 
 /// `phase etcd check-health`
-pub fn check_health(ctx: &Context) -> anyhow::Result<()> {
+fn run_check_health(ctx: &Context) -> anyhow::Result<()> {
     let cfg = ctx.config()?;
     let (client, _) = connect(ctx, cfg)?;
     let report = ctx.block_on(health::check(&client))?;
-    match ctx.flags.output.as_deref() {
+    match ctx.value::<String>(Output).as_deref() {
         Some("json") => println!("{}", serde_json::to_string_pretty(&report)?),
         Some("yaml") => print!("{}", serde_yaml::to_string(&report)?),
         _ => print_health(&report),
@@ -269,24 +363,30 @@ pub fn check_health(ctx: &Context) -> anyhow::Result<()> {
 }
 
 /// `phase etcd remove-member`
-pub fn remove_member(ctx: &Context) -> anyhow::Result<()> {
+fn run_remove_member(ctx: &Context) -> anyhow::Result<()> {
     let cfg = ctx.config()?;
-    let selector = match (member_id_flag(ctx)?, &ctx.flags.node_name) {
+    let selector = match (member_id_flag(ctx)?, ctx.value::<String>(NodeName)) {
         (Some(id), None) => Selector::Id(id),
-        (None, Some(name)) => Selector::Name(name.clone()),
+        (None, Some(name)) => Selector::Name(name),
         (Some(_), Some(_)) => bail!("pass either --id or --node-name, not both"),
         (None, None) => bail!("which member? pass --id (hex, as etcdctl prints it) or --node-name"),
     };
     let (client, _) = connect(ctx, cfg)?;
     let opts = RemoveOptions {
         selector,
-        force: ctx.flags.force,
+        force: ctx.switch(Force),
         dry_run: ctx.dry_run(),
         // Only an election is waited out; kubeadm's bound for etcd calls.
         timeout: ctx
-            .flags
-            .timeout
+            .value::<GoDuration>(Timeout)
             .map_or(cfg.timeouts.etcd_api_call.0, |t| t.0),
+    };
+    let role = |was_learner: bool| {
+        if was_learner {
+            "learner"
+        } else {
+            "voting member"
+        }
     };
     match ctx.block_on(remove::remove(&client, &opts))? {
         RemoveOutcome::Removed {
@@ -297,11 +397,7 @@ pub fn remove_member(ctx: &Context) -> anyhow::Result<()> {
             PREFIX,
             format!(
                 "Removed {} {} from the etcd cluster",
-                if was_learner {
-                    "learner"
-                } else {
-                    "voting member"
-                },
+                role(was_learner),
                 who(id, &name)
             ),
         ),
@@ -313,11 +409,7 @@ pub fn remove_member(ctx: &Context) -> anyhow::Result<()> {
             "dryrun",
             format!(
                 "Would remove {} {} from the etcd cluster",
-                if was_learner {
-                    "learner"
-                } else {
-                    "voting member"
-                },
+                role(was_learner),
                 who(id, &name)
             ),
         ),
@@ -339,8 +431,7 @@ fn who(id: MemberId, name: &str) -> String {
 }
 
 fn member_id_flag(ctx: &Context) -> anyhow::Result<Option<MemberId>> {
-    ctx.flags
-        .member_id
+    ctx.value::<String>(Flag::MemberId)
         .as_deref()
         .map(|s| {
             s.parse::<MemberId>()
@@ -351,8 +442,7 @@ fn member_id_flag(ctx: &Context) -> anyhow::Result<Option<MemberId>> {
 
 /// `--timeout`, else the generous default derived from `timeouts.etcdAPICall`.
 fn timeout(ctx: &Context, cfg: &KubeadmConfig) -> Duration {
-    ctx.flags
-        .timeout
+    ctx.value::<GoDuration>(Timeout)
         .map(|d| d.0)
         .unwrap_or_else(|| default_timeout(cfg.timeouts.etcd_api_call.0))
 }
@@ -370,18 +460,21 @@ fn tls(ctx: &Context, cfg: &KubeadmConfig) -> anyhow::Result<EtcdTls> {
         );
     }
     Ok(tls.with_overrides(
-        ctx.flags.etcd_ca_file.clone(),
-        ctx.flags.etcd_cert_file.clone(),
-        ctx.flags.etcd_key_file.clone(),
+        ctx.value(EtcdCaFile),
+        ctx.value(EtcdCertFile),
+        ctx.value(EtcdKeyFile),
     ))
 }
 
 fn connect(ctx: &Context, cfg: &KubeadmConfig) -> anyhow::Result<(EtcdClient, EndpointSource)> {
+    let kubeconfig: Option<PathBuf> = ctx.value(Kubeconfig);
+    // Discovery through the API server only with a kubeconfig given, as kubeadm asks
+    // the API server only when it has a client (the --kubeconfig help says so).
     let (endpoints, source) = ctx.block_on(discovery::resolve(
-        &ctx.flags.endpoints,
+        &ctx.list(Endpoints),
         cfg,
-        ctx.flags.kubeconfig.is_some(),
-        ctx.flags.kubeconfig.as_deref(),
+        kubeconfig.is_some(),
+        kubeconfig.as_deref(),
     ))?;
     tracing::info!("etcd endpoints from {source}: {}", endpoints.join(","));
     let client = EtcdClient::new(&endpoints, &tls(ctx, cfg)?, DEFAULT_RPC_TIMEOUT)?;
@@ -391,20 +484,20 @@ fn connect(ctx: &Context, cfg: &KubeadmConfig) -> anyhow::Result<(EtcdClient, En
 /// The command that removes the learner again, with the flags this run was given.
 fn rollback_command(ctx: &Context, id: MemberId) -> String {
     let mut cmd = format!("kubeadm-etcd phase etcd remove-member --id {id}");
-    let f = &ctx.flags;
-    if !f.endpoints.is_empty() {
-        cmd.push_str(&format!(" --endpoints {}", f.endpoints.join(",")));
+    let endpoints = ctx.list(Endpoints);
+    if !endpoints.is_empty() {
+        cmd.push_str(&format!(" --endpoints {}", endpoints.join(",")));
     }
-    for (flag, value) in [
-        ("--config", &f.config),
-        ("--cert-dir", &f.cert_dir),
-        ("--kubeconfig", &f.kubeconfig),
-        ("--etcd-cafile", &f.etcd_ca_file),
-        ("--etcd-certfile", &f.etcd_cert_file),
-        ("--etcd-keyfile", &f.etcd_key_file),
+    for flag in [
+        Config,
+        CertDir,
+        Kubeconfig,
+        EtcdCaFile,
+        EtcdCertFile,
+        EtcdKeyFile,
     ] {
-        if let Some(v) = value {
-            cmd.push_str(&format!(" {flag} {}", v.display()));
+        if let Some(value) = ctx.value::<PathBuf>(flag) {
+            cmd.push_str(&format!(" --{} {}", flag.id(), value.display()));
         }
     }
     cmd
