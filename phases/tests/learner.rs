@@ -352,7 +352,22 @@ async fn promote_before_start(version: EtcdVersion, test_id: u8) {
             .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Start the learner only once promote has seen it not started and said so: the
+    // order the test is about, whatever the machine's speed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, Event::WaitingForStart { .. }))
+    {
+        assert!(
+            !task.is_finished() && Instant::now() < deadline,
+            "promote never reported waiting for the start: {:?}",
+            log.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(!task.is_finished());
     c.start(1);
     let p = task

@@ -51,7 +51,7 @@ impl EtcdProfile {
 
     /// Learners, which every join relies on, exist from etcd 3.4.
     pub fn supports_learners(&self) -> bool {
-        self.at_least(3, 4, 0)
+        crate::membership::version::supports_learners(&self.version)
     }
 }
 

@@ -49,7 +49,7 @@ pub const SYSTEM_NODE_CRITICAL_PRIORITY: i32 = 2_000_001_000;
 pub const MANIFEST_FILE_MODE: u32 = 0o600;
 pub const MANIFEST_DIR_MODE: u32 = 0o700;
 /// The oldest etcd with learners.
-pub const MIN_LEARNER_ETCD: semver::Version = semver::Version::new(3, 4, 0);
+pub const MIN_LEARNER_ETCD: semver::Version = crate::membership::version::MIN_LEARNER_VERSION;
 
 const DATA_VOLUME: &str = "etcd-data";
 const CERTS_VOLUME: &str = "etcd-certs";

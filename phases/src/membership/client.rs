@@ -12,6 +12,7 @@ use etcd_client::{
     Certificate, Client, ConnectOptions, GetOptions, Identity, MemberAddOptions, TlsOptions,
 };
 
+use super::cluster::Cluster;
 use super::{MemberId, MemberInfo, MembershipError, Result};
 
 /// kubeadm's `etcdTimeout`: how long one etcd call may take.
@@ -357,8 +358,12 @@ pub struct MemberStatus {
     pub raft_term: u64,
     pub raft_applied_index: u64,
     pub is_learner: bool,
-    /// `etcdserver: no leader`, alarms.
+    /// `etcdserver: no leader`, alarms (`memberID:... alarm:NOSPACE`).
     pub errors: Vec<String>,
+    /// The version of the data on disk (etcd 3.6 and newer; empty before).
+    pub storage_version: String,
+    /// `--quota-backend-bytes` as the member applies it (etcd 3.6 and newer; 0 before).
+    pub db_size_quota: i64,
 }
 
 impl MemberStatus {
@@ -551,6 +556,8 @@ impl EtcdClient {
             raft_applied_index: r.raft_applied_index(),
             is_learner: r.is_learner(),
             errors: r.errors().to_vec(),
+            storage_version: r.storage_version().to_string(),
+            db_size_quota: r.db_size_quota(),
         })
     }
 
@@ -581,21 +588,9 @@ impl EtcdClient {
         self.member_list_with(true).await
     }
 
-    /// [`member_list`](Self::member_list), waiting until `deadline` while the cluster has
-    /// no leader: an election takes a second or two, and a phase that starts during one
-    /// (a join right after a leader died) must not fail for it. Any other error is final.
+    /// [`Cluster::member_list_until`] on the real cluster.
     pub async fn member_list_until(&self, deadline: tokio::time::Instant) -> Result<Membership> {
-        const ELECTION_POLL: Duration = Duration::from_millis(250);
-        loop {
-            match self.member_list().await {
-                Err(MembershipError::NoLeader { .. })
-                    if tokio::time::Instant::now() + ELECTION_POLL < deadline =>
-                {
-                    tokio::time::sleep(ELECTION_POLL).await
-                }
-                other => return other,
-            }
-        }
+        Cluster::member_list_until(self, deadline).await
     }
 
     /// The member list as whichever endpoint answers first knows it, even without a
@@ -722,6 +717,18 @@ impl EtcdClient {
             .map(|_| ())
     }
 
+    /// MemberUpdate of the peer URLs. Private: only [`super::update::update_peer_urls`]
+    /// calls it (through [`Cluster`]), after making sure the member is not a learner.
+    async fn member_update(&self, id: MemberId, peer_urls: &[String]) -> Result<(), RpcError> {
+        let urls = peer_urls.to_vec();
+        self.cluster_call(|mut c| {
+            let urls = urls.clone();
+            async move { c.member_update(id.0, urls).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Status of every member on its client URLs (the first that answers), in the
     /// order of `members`, all asked at once. Members that have not started have no client
     /// URL and get an error.
@@ -758,6 +765,62 @@ impl EtcdClient {
         out.into_iter()
             .map(|r| r.expect("every member was asked"))
             .collect()
+    }
+}
+
+impl Cluster for EtcdClient {
+    fn endpoints(&self) -> Vec<String> {
+        EtcdClient::endpoints(self)
+    }
+
+    fn sync_endpoints(&self, membership: &Membership) -> Result<()> {
+        EtcdClient::sync_endpoints(self, membership)
+    }
+
+    fn member_list(&self) -> impl Future<Output = Result<Membership>> + Send {
+        EtcdClient::member_list(self)
+    }
+
+    fn member_list_local(&self) -> impl Future<Output = Result<Membership>> + Send {
+        EtcdClient::member_list_local(self)
+    }
+
+    fn status(&self, url: &str) -> impl Future<Output = Result<MemberStatus, RpcError>> + Send {
+        EtcdClient::status(self, url)
+    }
+
+    fn answers(&self, url: &str) -> impl Future<Output = Result<(), RpcError>> + Send {
+        EtcdClient::answers(self, url)
+    }
+
+    fn statuses(
+        &self,
+        members: &[MemberInfo],
+    ) -> impl Future<Output = Vec<Result<MemberStatus, RpcError>>> + Send {
+        EtcdClient::statuses(self, members)
+    }
+
+    fn add_learner(
+        &self,
+        peer_url: &str,
+    ) -> impl Future<Output = Result<MemberId, RpcError>> + Send {
+        EtcdClient::add_learner(self, peer_url)
+    }
+
+    fn promote(&self, id: MemberId) -> impl Future<Output = Result<(), RpcError>> + Send {
+        EtcdClient::promote(self, id)
+    }
+
+    fn remove(&self, id: MemberId) -> impl Future<Output = Result<(), RpcError>> + Send {
+        EtcdClient::remove(self, id)
+    }
+
+    fn update_peer_urls(
+        &self,
+        id: MemberId,
+        peer_urls: &[String],
+    ) -> impl Future<Output = Result<(), RpcError>> + Send {
+        self.member_update(id, peer_urls)
     }
 }
 

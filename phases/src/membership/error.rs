@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::MemberId;
+use super::{member_label, MemberId};
 
 /// Everything that can stop a membership operation.
 ///
@@ -52,12 +52,16 @@ pub enum MembershipError {
         details: String,
     },
 
-    #[error("{}", voters_down(down, version))]
+    #[error("{}", voters_down(down, version, *voters, *rule))]
     VotersDown {
         /// (ID, name, why it is down) of each voting member that did not answer.
         down: Vec<(MemberId, String, String)>,
         /// The etcd version that refuses the add.
         version: String,
+        /// How many voting members the cluster has.
+        voters: usize,
+        /// The rule of that version.
+        rule: super::version::AddRule,
     },
 
     #[error("the etcd member name {name:?} is already taken by member {id} with peer URLs [{}]; this node would join with peer URL {peer_url}. Remove the stale member first (kubeadm-etcd phase etcd remove-member --id {id}) or choose another node name", peer_urls.join(","))]
@@ -92,7 +96,7 @@ pub enum MembershipError {
         waited: Duration,
     },
 
-    #[error("the learner {id} ({name}) started but is stuck at {percent}% of the leader's log after {}: it has not caught up enough to be promoted (etcd needs 90%); a large database may need a longer --timeout", secs(*waited))]
+    #[error("the learner {} started but is stuck at {percent}% of the leader's log after {}: it has not caught up enough to be promoted (etcd needs 90%); a large database may need a longer --timeout", member_label(*id, name), secs(*waited))]
     Stuck {
         id: MemberId,
         name: String,
@@ -100,7 +104,7 @@ pub enum MembershipError {
         waited: Duration,
     },
 
-    #[error("refusing to promote the learner {id} ({name}): it does not answer on its client URL {url} ({reason}). etcd would promote it anyway if it caught up before going down, adding a voting member that is down and, on a one-member cluster, losing quorum")]
+    #[error("refusing to promote the learner {}: it does not answer on its client URL {url} ({reason}). etcd would promote it anyway if it caught up before going down, adding a voting member that is down and, on a one-member cluster, losing quorum", member_label(*id, name))]
     Unreachable {
         id: MemberId,
         name: String,
@@ -112,13 +116,16 @@ pub enum MembershipError {
     #[error("the learner {id} was removed from the cluster while waiting to promote it")]
     LearnerRemoved { id: MemberId },
 
-    #[error("refusing to {action} member {id} ({name}): {detail}. Pass --force to do it anyway")]
+    #[error("refusing to {action} member {}: {detail}. Pass --force to do it anyway", member_label(*id, name))]
     QuorumAtRisk {
         action: &'static str,
         id: MemberId,
         name: String,
         detail: String,
     },
+
+    #[error("refusing to change the peer URLs of the learner {member}: etcd before 3.5.31 and 3.6.12 turns a learner into a voter in its member list on MemberUpdate while raft still counts it as a learner (etcd#21694). Promote it first (kubeadm-etcd phase etcd promote --id {id}), or remove it (kubeadm-etcd phase etcd remove-member --id {id}) and join again")]
+    LearnerUpdate { member: String, id: MemberId },
 
     #[error("timed out after {} waiting to {what}: {last_error}", secs(*waited))]
     Timeout {
@@ -169,7 +176,12 @@ impl MembershipError {
     }
 }
 
-fn voters_down(down: &[(MemberId, String, String)], version: &str) -> String {
+fn voters_down(
+    down: &[(MemberId, String, String)],
+    version: &str,
+    voters: usize,
+    rule: super::version::AddRule,
+) -> String {
     let who: Vec<String> = down
         .iter()
         .map(|(id, name, reason)| {
@@ -190,8 +202,10 @@ fn voters_down(down: &[(MemberId, String, String)], version: &str) -> String {
         ("members", "are", "them")
     };
     format!(
-        "refusing to add a member while voting {members} {} {are} down: etcd {version} refuses every member add, even a learner's, until all voting members answer (relaxed in 3.5.30 and 3.6.11). Start {them} again, or remove {them} first with {}, then rerun the join",
+        "refusing to add a member while voting {members} {} {are} down: etcd {version} {}, and {} of {voters} answer. Start {them} again, or remove {them} first with {}, then rerun the join",
         who.join(", "),
+        rule.describe(voters),
+        voters - down.len(),
         remove.join(" and ")
     )
 }

@@ -4,8 +4,9 @@
 //! majority of its voters answer Status without errors and know a leader, so a five-member
 //! cluster with two members down still counts as available (and can be repaired).
 
+use super::cluster::Cluster;
 use super::status::{self, ClusterStatus};
-use super::{quorum, EtcdClient, Result};
+use super::{member_label, quorum, Result};
 
 /// The verdict and what it is based on.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -29,7 +30,7 @@ pub struct HealthReport {
 }
 
 /// Collects the status of every member and judges it.
-pub async fn check(client: &EtcdClient) -> Result<HealthReport> {
+pub async fn check<C: Cluster>(client: &C) -> Result<HealthReport> {
     Ok(evaluate(status::collect(client).await?))
 }
 
@@ -39,17 +40,18 @@ pub fn evaluate(status: ClusterStatus) -> HealthReport {
     let mut warnings = Vec::new();
     let mut problems = Vec::new();
     for m in &status.members {
-        let who = if m.name.is_empty() {
-            m.id.to_string()
-        } else {
-            format!("{} ({})", m.id, m.name)
-        };
+        let who = member_label(m.id, &m.name);
         match (m.role, m.healthy) {
             ("voter", false) => {
                 let why = if !m.started {
                     "has never started".to_string()
                 } else {
-                    m.errors.join("; ")
+                    m.errors
+                        .iter()
+                        .chain(&m.alarms)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 };
                 warnings.push(format!("voting member {who} is unhealthy: {why}"));
             }
@@ -72,6 +74,7 @@ pub fn evaluate(status: ClusterStatus) -> HealthReport {
             _ => {}
         }
     }
+    warnings.extend(status::version_warnings(&status.members));
     if status.voters > 0 && status.voters.is_multiple_of(2) {
         warnings.push(format!(
             "the cluster has an even number of voting members ({}): it tolerates no more failures than {} would, with one more member to fail",
@@ -123,6 +126,9 @@ mod tests {
             is_leader: id == 1,
             version: None,
             db_size: None,
+            db_size_in_use: None,
+            db_size_quota: None,
+            storage_version: None,
             raft_term: None,
             raft_index: None,
             raft_applied_index: None,
@@ -132,6 +138,7 @@ mod tests {
             } else {
                 vec!["connection refused".into()]
             },
+            alarms: vec![],
             healthy,
         }
     }
@@ -145,12 +152,14 @@ mod tests {
         ClusterStatus {
             cluster_id: "1".into(),
             member_list_linearizable: true,
+            member_list_served_by: String::new(),
             leader: Some(MemberId(1)),
             voters,
             healthy_voters,
             learners: members.len() - voters,
             quorum: healthy_voters >= quorum(voters),
             members,
+            warnings: vec![],
         }
     }
 

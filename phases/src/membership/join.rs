@@ -17,11 +17,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::cluster::Cluster;
 use super::datadir::{self, DataDirState};
-use super::version::{add_needs_every_voter, check_learner_support};
+use super::version::{check_learner_support, learner_limit_configurable, AddRule};
 use super::{
-    quorum, EtcdClient, EtcdErrorKind, Event, MemberId, MemberInfo, Membership, MembershipError,
-    Reporter, Result, RetryReason,
+    member_label, quorum, EtcdErrorKind, Event, MemberId, MemberInfo, Membership, MembershipError,
+    Reporter, Result, RetryReason, RpcError,
 };
 use crate::config::KubeadmConfig;
 use crate::manifest::{self, ManifestOptions, Member, WriteOutcome};
@@ -89,8 +90,8 @@ impl Joined {
 }
 
 /// Checks the preconditions and adds this node as a learner (or finds it added).
-pub async fn add_learner(
-    client: &EtcdClient,
+pub async fn add_learner<C: Cluster>(
+    client: &C,
     opts: &JoinOptions,
     report: Reporter<'_>,
 ) -> Result<Joined> {
@@ -102,9 +103,9 @@ pub async fn add_learner(
     });
 
     let existing = membership.by_peer_url(&opts.peer_url).cloned();
-    preflight_cluster(client, &membership, existing.is_none(), report).await?;
+    let version = preflight_cluster(client, &membership, existing.is_none(), report).await?;
     check_name(&membership, opts)?;
-    check_data_dir(&membership, existing.as_ref(), opts, report)?;
+    check_data_dir(&membership, existing.as_ref(), opts, report).await?;
 
     let (member_id, outcome) = match &existing {
         Some(m) => {
@@ -122,7 +123,7 @@ pub async fn add_learner(
             )
         }
         None if opts.dry_run => (None, AddOutcome::WouldAdd),
-        None => add_until_accepted(client, opts, deadline, report).await?,
+        None => add_until_accepted(client, opts, version.as_ref(), deadline, report).await?,
     };
 
     // The list again, through the leader: it now holds the new member and whatever else
@@ -151,26 +152,30 @@ pub async fn add_learner(
 /// Quorum and versions. Every member is asked for its Status, like kubeadm's
 /// quorum-based health check: a majority of healthy voters is enough to add a learner.
 ///
-/// When a member is to be added (`will_add`) and a voter is down, etcd releases that
-/// refuse every add while any voter is down are refused here, naming the voter: etcd
-/// would answer "unhealthy cluster" to every attempt until the timeout.
-async fn preflight_cluster(
-    client: &EtcdClient,
+/// When a member is to be added (`will_add`) and voters are down, etcd's add check for
+/// the version in front of us ([`AddRule`]) decides: where etcd would refuse until those
+/// voters are back, the join is refused here at once, naming them; where it would
+/// accept, the join goes on with a warning per voter that is down.
+///
+/// Returns the oldest version among the voters that answered: any of them may serve the
+/// add, and the oldest has the strictest rule.
+async fn preflight_cluster<C: Cluster>(
+    client: &C,
     membership: &Membership,
     will_add: bool,
     report: Reporter<'_>,
-) -> Result<()> {
+) -> Result<Option<(semver::Version, String)>> {
     let statuses = client.statuses(&membership.members).await;
     let voters = membership.voters().count();
     let mut healthy = 0;
     let mut details = Vec::new();
     let mut down = Vec::new();
-    let mut strict_version = None;
+    let mut oldest: Option<(semver::Version, String)> = None;
     for (m, s) in membership.members.iter().zip(&statuses) {
         if let Ok(s) = s {
             let version = check_learner_support(&s.endpoint, &s.version)?;
-            if add_needs_every_voter(&version) {
-                strict_version.get_or_insert_with(|| s.version.clone());
+            if !m.is_learner && oldest.as_ref().is_none_or(|(v, _)| version < *v) {
+                oldest = Some((version, s.version.clone()));
             }
         }
         if m.is_learner {
@@ -201,8 +206,16 @@ async fn preflight_cluster(
             details: details.join("; "),
         });
     }
-    if let (true, false, Some(version)) = (will_add, down.is_empty(), strict_version) {
-        return Err(MembershipError::VotersDown { down, version });
+    if let (true, false, Some((v, text))) = (will_add, down.is_empty(), &oldest) {
+        let rule = AddRule::of(v);
+        if !rule.accepts(voters, healthy) {
+            return Err(MembershipError::VotersDown {
+                down,
+                version: text.clone(),
+                voters,
+                rule,
+            });
+        }
     }
     // Only when the join goes on: an error above names the members itself.
     for (id, name, reason) in down {
@@ -213,7 +226,7 @@ async fn preflight_cluster(
         healthy,
         learners: membership.learners().count(),
     });
-    Ok(())
+    Ok(oldest)
 }
 
 fn check_name(membership: &Membership, opts: &JoinOptions) -> Result<()> {
@@ -232,7 +245,7 @@ fn check_name(membership: &Membership, opts: &JoinOptions) -> Result<()> {
     Ok(())
 }
 
-fn check_data_dir(
+async fn check_data_dir(
     membership: &Membership,
     existing: Option<&MemberInfo>,
     opts: &JoinOptions,
@@ -265,7 +278,15 @@ fn check_data_dir(
             });
         }
         if !opts.dry_run {
-            datadir::wipe(dir)?;
+            // Deleting a large data directory takes a while: off the async workers.
+            let owned = dir.clone();
+            tokio::task::spawn_blocking(move || datadir::wipe(&owned))
+                .await
+                .map_err(|e| MembershipError::DataDir {
+                    action: "wipe",
+                    path: dir.clone(),
+                    source: std::io::Error::other(e),
+                })??;
         }
         report(Event::DataDirWiped {
             path: dir.clone(),
@@ -279,9 +300,8 @@ fn check_data_dir(
         return Err(MembershipError::ForeignDataDir {
             path: dir.clone(),
             reason: format!(
-                "is empty, but member {} ({}) with this peer URL has already run and would come back without its data; roll it back with `kubeadm-etcd phase etcd remove-member --id {}` and join again (wiping does not help)",
-                m.id,
-                m.display_name(),
+                "is empty, but member {} with this peer URL has already run and would come back without its data; roll it back with `kubeadm-etcd phase etcd remove-member --id {}` and join again (wiping does not help)",
+                m.label(),
                 m.id
             ),
         });
@@ -289,9 +309,10 @@ fn check_data_dir(
     Ok(())
 }
 
-async fn add_until_accepted(
-    client: &EtcdClient,
+async fn add_until_accepted<C: Cluster>(
+    client: &C,
     opts: &JoinOptions,
+    version: Option<&(semver::Version, String)>,
     deadline: Instant,
     report: Reporter<'_>,
 ) -> Result<(Option<MemberId>, AddOutcome)> {
@@ -309,78 +330,25 @@ async fn add_until_accepted(
             }
             Err(e) => e,
         };
-        let reason = match error.kind {
-            // Another add with this peer URL landed first: ours, from an earlier attempt
-            // whose answer was lost, or a concurrent run for this node.
-            EtcdErrorKind::PeerUrlExists => None,
-            EtcdErrorKind::TooManyLearners => {
-                let list = client.member_list().await.ok();
-                let other = list.as_ref().and_then(|l| l.learners().next().cloned());
-                Some(match other {
-                    Some(o) => RetryReason::OtherLearner {
-                        id: o.id,
-                        name: o.display_name(),
-                    },
-                    None => RetryReason::OtherLearner {
-                        id: MemberId(0),
-                        name: String::new(),
-                    },
-                })
-            }
-            EtcdErrorKind::Unhealthy | EtcdErrorKind::NotEnoughStartedMembers => {
-                Some(RetryReason::Unhealthy)
-            }
-            _ if error.is_unavailable() => Some(RetryReason::Unavailable),
-            _ => {
-                return Err(MembershipError::Rpc {
-                    op: "MemberAdd",
-                    endpoint: client.endpoints().join(","),
-                    source: error,
-                })
-            }
-        };
+        let retry = why_retry(client, &error, version).await?;
         // Whatever happened, the add may have landed (a lost answer, a timeout): look
         // before trying again, or a second learner would be added for this node.
-        if let Ok(list) = client.member_list().await {
-            if let Some(m) = list.by_peer_url(&opts.peer_url) {
-                report(Event::MemberReused {
-                    id: m.id,
-                    is_learner: m.is_learner,
-                    started: m.started(),
-                });
-                return Ok((
-                    Some(m.id),
-                    AddOutcome::Reused {
-                        is_learner: m.is_learner,
-                        started: m.started(),
-                    },
-                ));
-            }
+        if let Some(landed) = landed(client, opts, report).await {
+            return Ok(landed);
         }
-        let Some(reason) = reason else { continue };
-        let message = match &reason {
-            RetryReason::OtherLearner { id, name } if id.0 != 0 => {
-                let who = if *name == id.to_string() {
-                    id.to_string()
-                } else {
-                    format!("{id} ({name})")
-                };
-                format!(
-                    "{} (learner {who} is joining; etcd allows one learner at a time)",
-                    error.message
-                )
-            }
-            _ => error.message.clone(),
+        // Another add with this peer URL landed first (ours, from an earlier attempt
+        // whose answer was lost, or a concurrent run for this node) and is gone again:
+        // try once more at once.
+        let Some((reason, message, advice)) = retry else {
+            continue;
         };
         if Instant::now() + RETRY_INTERVAL >= deadline {
             return Err(MembershipError::Timeout {
                 what: format!("add {} as a learner", opts.peer_url),
                 waited: started.elapsed(),
-                last_error: match reason {
-                    RetryReason::OtherLearner { id, .. } if id.0 != 0 => format!(
-                        "{message}; if that join has failed, roll it back with `kubeadm-etcd phase etcd remove-member --id {id}`"
-                    ),
-                    _ => message,
+                last_error: match advice {
+                    Some(advice) => format!("{message}; {advice}"),
+                    None => message,
                 },
             });
         }
@@ -391,6 +359,120 @@ async fn add_until_accepted(
         });
         tokio::time::sleep(RETRY_INTERVAL).await;
     }
+}
+
+/// Why a refused add is worth another attempt: the reason, etcd's message with what it
+/// means here, and what to do if it lasts. `None` for a peer URL that exists already
+/// (the caller looks for it); an error when etcd will keep refusing.
+async fn why_retry<C: Cluster>(
+    client: &C,
+    error: &RpcError,
+    version: Option<&(semver::Version, String)>,
+) -> Result<Option<(RetryReason, String, Option<String>)>> {
+    Ok(Some(match error.kind {
+        EtcdErrorKind::PeerUrlExists => return Ok(None),
+        EtcdErrorKind::TooManyLearners => {
+            let learners: Vec<MemberInfo> = match client.member_list().await {
+                Ok(list) => list.learners().cloned().collect(),
+                Err(_) => Vec::new(),
+            };
+            too_many_learners(error, &learners, version)
+        }
+        EtcdErrorKind::Unhealthy | EtcdErrorKind::NotEnoughStartedMembers => {
+            // etcd refuses for as long as voters are down, or for 5 s after the serving
+            // member (re)connected to one (right after a promotion). Only the second
+            // passes: the first fails now, as the preflight would have.
+            let membership = client.member_list().await?;
+            preflight_cluster(client, &membership, true, &mut |_: Event| {}).await?;
+            (RetryReason::Unhealthy, error.message.clone(), None)
+        }
+        _ if error.is_unavailable() => (RetryReason::Unavailable, error.message.clone(), None),
+        _ => {
+            return Err(MembershipError::Rpc {
+                op: "MemberAdd",
+                endpoint: client.endpoints().join(","),
+                source: error.clone(),
+            })
+        }
+    }))
+}
+
+/// "too many learner members": the learners in the way, and etcd's limit. etcd 3.4 and
+/// 3.5 allow one learner; 3.6 takes `--max-learners`, which no RPC reports, so the limit
+/// is inferred: etcd refused one more, so the learners in the list are the limit.
+fn too_many_learners(
+    error: &RpcError,
+    learners: &[MemberInfo],
+    version: Option<&(semver::Version, String)>,
+) -> (RetryReason, String, Option<String>) {
+    let reason = match learners.first() {
+        Some(o) => RetryReason::OtherLearner {
+            id: o.id,
+            name: o.display_name(),
+        },
+        None => RetryReason::OtherLearner {
+            id: MemberId(0),
+            name: String::new(),
+        },
+    };
+    if learners.is_empty() {
+        return (reason, error.message.clone(), None);
+    }
+    let who: Vec<String> = learners
+        .iter()
+        .map(|l| member_label(l.id, &l.display_name()))
+        .collect();
+    let limit = match version {
+        Some((v, text)) if !learner_limit_configurable(v) => {
+            format!("etcd {text} allows one learner at a time")
+        }
+        _ => format!(
+            "etcd allows {} learner{} at a time here (its --max-learners, inferred from the learners in the member list: no RPC reports it)",
+            learners.len(),
+            if learners.len() == 1 { "" } else { "s" }
+        ),
+    };
+    let (learner, is) = if learners.len() == 1 {
+        ("learner", "is")
+    } else {
+        ("learners", "are")
+    };
+    let message = format!(
+        "{} ({learner} {} {is} joining; {limit})",
+        error.message,
+        who.join(", ")
+    );
+    let remove: Vec<String> = learners
+        .iter()
+        .map(|l| format!("`kubeadm-etcd phase etcd remove-member --id {}`", l.id))
+        .collect();
+    let advice = format!(
+        "if that join has failed, roll it back with {}",
+        remove.join(" or ")
+    );
+    (reason, message, Some(advice))
+}
+
+/// The member with this node's peer URL, if an add landed after all.
+async fn landed<C: Cluster>(
+    client: &C,
+    opts: &JoinOptions,
+    report: Reporter<'_>,
+) -> Option<(Option<MemberId>, AddOutcome)> {
+    let list = client.member_list().await.ok()?;
+    let m = list.by_peer_url(&opts.peer_url)?;
+    report(Event::MemberReused {
+        id: m.id,
+        is_learner: m.is_learner,
+        started: m.started(),
+    });
+    Some((
+        Some(m.id),
+        AddOutcome::Reused {
+            is_learner: m.is_learner,
+            started: m.started(),
+        },
+    ))
 }
 
 /// `--initial-cluster`: every member, each peer URL once. etcd checks on start that the

@@ -14,6 +14,7 @@
 //! Member IDs print in hex, as etcdctl prints them.
 
 mod client;
+pub mod cluster;
 pub mod datadir;
 pub mod discovery;
 mod error;
@@ -22,7 +23,12 @@ pub mod join;
 pub mod promote;
 pub mod remove;
 pub mod status;
+pub mod update;
 pub mod version;
+
+/// A scripted etcd cluster for tests of the membership loops (see [`cluster`]).
+#[cfg(any(test, feature = "testing"))]
+pub mod fake;
 
 use std::fmt;
 use std::str::FromStr;
@@ -31,6 +37,7 @@ use std::time::Duration;
 pub use client::{
     EtcdClient, EtcdErrorKind, EtcdTls, MemberStatus, Membership, RpcError, DEFAULT_RPC_TIMEOUT,
 };
+pub use cluster::Cluster;
 pub use error::MembershipError;
 
 pub type Result<T, E = MembershipError> = std::result::Result<T, E>;
@@ -55,6 +62,16 @@ pub struct MemberId(pub u64);
 impl fmt::Display for MemberId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:x}", self.0)
+    }
+}
+
+/// How messages name a member: `8e9e05c52164694d (node2)`, or only the hex ID while it has
+/// no name (a member that has not started, whose display name is its ID).
+pub fn member_label(id: MemberId, name: &str) -> String {
+    if name.is_empty() || name == id.to_string() {
+        id.to_string()
+    } else {
+        format!("{id} ({name})")
     }
 }
 
@@ -107,6 +124,11 @@ impl MemberInfo {
         } else {
             self.name.clone()
         }
+    }
+
+    /// [`member_label`]: `8e9e05c52164694d (node2)`.
+    pub fn label(&self) -> String {
+        member_label(self.id, &self.name)
     }
 
     pub fn has_peer_url(&self, url: &str) -> bool {
@@ -184,8 +206,10 @@ impl Selector {
 pub enum RetryReason {
     /// "too many learner members in cluster": another join is in flight.
     OtherLearner { id: MemberId, name: String },
-    /// "unhealthy cluster": etcd's strict reconfiguration check, e.g. for about 5 s after
-    /// a promotion, or while a voter is down.
+    /// "unhealthy cluster": etcd's strict reconfiguration check refuses for the moment,
+    /// as it does for 5 s after the serving member (re)connected to a voter, e.g. right
+    /// after a promotion. A refusal that lasts (voters down) is not retried: the join
+    /// preflight predicts it and refuses at once.
     Unhealthy,
     /// No member answered or the call timed out; the call may have landed.
     Unavailable,

@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::cluster::Cluster;
 use super::status::progress_percent;
 use super::{
-    quorum, EtcdClient, EtcdErrorKind, Event, MemberId, MemberInfo, Membership, MembershipError,
-    Reporter, Result, RetryReason, RpcError, Selector,
+    member_label, quorum, EtcdErrorKind, Event, MemberId, MemberInfo, MemberStatus, Membership,
+    MembershipError, Reporter, Result, RetryReason, RpcError, Selector,
 };
 
 /// etcd's `readyPercent`: the leader refuses to promote a learner whose log is behind 90%
@@ -86,13 +87,13 @@ pub struct Promoted {
 }
 
 /// Finds the member the selectors name, through a linearizable member list.
-pub async fn find_member(client: &EtcdClient, selectors: &[Selector]) -> Result<MemberInfo> {
+pub async fn find_member<C: Cluster>(client: &C, selectors: &[Selector]) -> Result<MemberInfo> {
     let membership = client.member_list().await?;
     select_member(client, &membership, selectors)
 }
 
-fn select_member(
-    client: &EtcdClient,
+fn select_member<C: Cluster>(
+    client: &C,
     membership: &Membership,
     selectors: &[Selector],
 ) -> Result<MemberInfo> {
@@ -117,8 +118,8 @@ fn select_member(
 
 /// Waits for the learner to start and catch up, promotes it, and waits until the cluster
 /// is healthy with it as a voter.
-pub async fn promote(
-    client: &EtcdClient,
+pub async fn promote<C: Cluster>(
+    client: &C,
     opts: &PromoteOptions,
     report: Reporter<'_>,
 ) -> Result<Promoted> {
@@ -145,34 +146,77 @@ pub async fn promote(
     let outcome = w.run(client, report).await?;
     let promoted = Promoted {
         id,
-        name: w.name.clone(),
+        name: w.learner.name.clone(),
         outcome,
         waited: start.elapsed(),
-        since_ready: w.ready_since.map(|t| t.elapsed()),
+        since_ready: w.seen.ready_since.map(|t| t.elapsed()),
     };
     wait_healthy_with(client, id, opts.health_timeout, report).await?;
     Ok(promoted)
 }
 
-/// What the promotion loop has seen so far; at a timeout it tells which case it is.
-struct Watch {
+/// The learner being promoted.
+struct Learner {
     id: MemberId,
+    /// Empty until it has started.
     name: String,
     peer_url: String,
-    started: Instant,
-    deadline: Instant,
-    /// Known once the learner has started.
+    /// Known once it has started.
     client_url: Option<String>,
-    leader_url: Option<(MemberId, String)>,
+}
+
+impl Learner {
+    fn label(&self) -> String {
+        member_label(self.id, &self.name)
+    }
+}
+
+/// What the loop has seen, from which a timeout tells which case it is.
+#[derive(Default)]
+struct Seen {
     /// `Some(reason)` while the learner does not answer on its client URL.
     not_answering: Option<String>,
+    /// The learner's applied index against the leader's, last time it was known.
     percent: Option<f64>,
     ready_since: Option<Instant>,
-    not_ready_retries: u32,
-    start_poll: Duration,
-    quorum_checked: Option<Instant>,
     last_error: String,
+}
+
+/// The loop's timing: its deadline, and the intervals and caches that adapt as it goes.
+struct Pace {
+    started: Instant,
+    deadline: Instant,
+    start_poll: Duration,
+    not_ready_retries: u32,
+    quorum_checked: Option<Instant>,
     last_wait_report: Option<Instant>,
+    /// The leader's client URL while the leader stays the same: one call less per poll.
+    leader_url: Option<(MemberId, String)>,
+}
+
+/// What one look at the learner decided.
+enum Step {
+    /// Promoted, or found to be a voter already.
+    Done(PromoteOutcome),
+    /// Look again after this pause.
+    Wait(Duration),
+}
+
+/// What the learner said when asked for its Status.
+enum Probe {
+    /// It answered Status.
+    Status(MemberStatus),
+    /// Status kept it waiting, but it answered the cheaper call: alive and busy.
+    Busy,
+    /// It answered neither.
+    Lost,
+}
+
+/// The promotion loop: the learner, what has been seen, and the timing.
+struct Watch {
+    learner: Learner,
+    seen: Seen,
+    pace: Pace,
 }
 
 impl Watch {
@@ -183,308 +227,376 @@ impl Watch {
             .cloned()
             .filter(|_| member.started());
         Self {
-            id: member.id,
-            peer_url: member.peer_urls.first().cloned().unwrap_or_default(),
-            name: member.name,
-            started,
-            deadline: started + timeout,
-            client_url,
-            leader_url: None,
-            not_answering: None,
-            percent: None,
-            ready_since: None,
-            not_ready_retries: 0,
-            start_poll: START_POLL_FIRST,
-            quorum_checked: None,
-            last_error: String::new(),
-            last_wait_report: None,
+            learner: Learner {
+                id: member.id,
+                peer_url: member.peer_urls.first().cloned().unwrap_or_default(),
+                name: member.name,
+                client_url,
+            },
+            seen: Seen::default(),
+            pace: Pace {
+                started,
+                deadline: started + timeout,
+                start_poll: START_POLL_FIRST,
+                not_ready_retries: 0,
+                quorum_checked: None,
+                last_wait_report: None,
+                leader_url: None,
+            },
         }
     }
 
+    fn elapsed(&self) -> Duration {
+        self.pace.started.elapsed()
+    }
+
+    /// Whether a "waiting" event is due (at most one per [`REPORT_EVERY`]).
     fn due(&mut self) -> bool {
         let due = self
+            .pace
             .last_wait_report
             .is_none_or(|t| t.elapsed() >= REPORT_EVERY);
         if due {
-            self.last_wait_report = Some(Instant::now());
+            self.pace.last_wait_report = Some(Instant::now());
         }
         due
     }
 
     /// Sleeps `d`, or less when the deadline is nearer, so that the timeout is exact.
     async fn pause(&self, d: Duration) {
-        let left = self.deadline.saturating_duration_since(Instant::now());
+        let left = self.pace.deadline.saturating_duration_since(Instant::now());
         tokio::time::sleep(d.min(left)).await;
     }
 
     /// The error for a timeout: never started, unreachable, stuck, or etcd's last word.
     fn timed_out(&self) -> MembershipError {
-        let waited = self.started.elapsed();
-        let name = if self.name.is_empty() {
-            self.id.to_string()
-        } else {
-            self.name.clone()
-        };
-        match (&self.client_url, &self.not_answering, self.percent) {
+        let waited = self.elapsed();
+        let (id, name) = (self.learner.id, self.learner.name.clone());
+        match (
+            &self.learner.client_url,
+            &self.seen.not_answering,
+            self.seen.percent,
+        ) {
             (None, _, _) => MembershipError::NeverStarted {
-                id: self.id,
-                peer_url: self.peer_url.clone(),
+                id,
+                peer_url: self.learner.peer_url.clone(),
                 waited,
             },
             (Some(url), Some(reason), _) => MembershipError::Unreachable {
-                id: self.id,
+                id,
                 name,
                 url: url.clone(),
                 reason: reason.clone(),
                 waited,
             },
             (Some(_), None, Some(p)) if p < READY_PERCENT => MembershipError::Stuck {
-                id: self.id,
+                id,
                 name,
                 percent: p as u32,
                 waited,
             },
             _ => MembershipError::Timeout {
-                what: format!("promote the learner {} ({name})", self.id),
+                what: format!("promote the learner {}", self.learner.label()),
                 waited,
-                last_error: self.last_error.clone(),
+                last_error: self.seen.last_error.clone(),
             },
         }
     }
 
-    async fn run(&mut self, client: &EtcdClient, report: Reporter<'_>) -> Result<PromoteOutcome> {
+    async fn run<C: Cluster>(
+        &mut self,
+        client: &C,
+        report: Reporter<'_>,
+    ) -> Result<PromoteOutcome> {
         loop {
-            if Instant::now() >= self.deadline {
+            if Instant::now() >= self.pace.deadline {
                 return Err(self.timed_out());
             }
-            let Some(url) = self.client_url.clone() else {
-                if let Some(outcome) = self.poll_start(client, report).await? {
-                    return Ok(outcome);
-                }
-                continue;
+            let step = match self.learner.client_url.clone() {
+                None => self.poll_start(client, report).await?,
+                Some(url) => self.step(client, &url, report).await?,
             };
-
-            // Both questions at once, each bounded by BUSY_AFTER: Status for the progress,
-            // and a call the learner's gate refuses at once, which a learner busy applying
-            // a large log still answers when Status keeps it waiting. Either answer means
-            // the learner is alive; then etcd's own rule (the leader's record of the
-            // replicated log), not our estimate, decides whether it is ready.
-            let (status, alive) = tokio::join!(
-                tokio::time::timeout(BUSY_AFTER, client.status(&url)),
-                tokio::time::timeout(BUSY_AFTER, client.answers(&url)),
-            );
-            let learner = match (status, alive) {
-                (Ok(Ok(s)), _) => Some(s),
-                (_, Ok(Ok(()))) => None,
-                (status, _) => {
-                    let reason = match status {
-                        Ok(Err(e)) => e.to_string(),
-                        _ => RpcError::busy(BUSY_AFTER).to_string(),
-                    };
-                    self.lost(&url, reason, report);
-                    self.pause(NEAR_POLL).await;
-                    continue;
-                }
-            };
-            if self.not_answering.take().is_some() {
-                report(Event::Started {
-                    id: self.id,
-                    name: self.name.clone(),
-                    client_url: url.clone(),
-                });
-            }
-            if let Some(learner) = learner {
-                if !learner.is_learner {
-                    report(Event::AlreadyVoter { id: self.id });
-                    return Ok(PromoteOutcome::PromotedAfterError);
-                }
-                let Some(leader) = self.leader_status(client, learner.leader).await else {
-                    self.pause(FAR_POLL).await;
-                    continue;
-                };
-                let percent = progress_percent(learner.raft_applied_index, leader.raft_index);
-                if self.percent != Some(percent) {
-                    report(Event::Progress {
-                        id: self.id,
-                        applied: learner.raft_applied_index,
-                        leader_index: leader.raft_index,
-                        percent,
-                    });
-                }
-                self.percent = Some(percent);
-                // etcd's rule is about the replicated log (the leader's Match for the learner),
-                // which the learner's committed index follows closely; applying lags behind
-                // it, by seconds for a large database. Waiting for the applied index would
-                // delay a promotion etcd already accepts, so the log decides when to try.
-                let log_percent = progress_percent(learner.raft_index, leader.raft_index);
-                if log_percent < READY_PERCENT {
-                    self.pause(if log_percent < 50.0 {
-                        FAR_POLL
-                    } else {
-                        NEAR_POLL
-                    })
-                    .await;
-                    continue;
-                }
-            }
-            self.ready_since.get_or_insert_with(Instant::now);
-
-            if !self.quorum_after_promotion_holds(client, report).await {
-                self.pause(FAR_POLL).await;
-                continue;
-            }
-            // The last check, as close to the call as it can be: the learner itself must
-            // answer. etcd judges readiness from the leader's record of how far the
-            // learner's log goes, which stays "caught up" after the learner dies, and
-            // promotes a dead learner (seen on 3.4.23): on a one-member cluster that
-            // makes two voters, one of them dead, and quorum is gone. A learner that
-            // dies in the few milliseconds between this check and the call cannot be
-            // caught by any client.
-            if let Err(e) = client.answers(&url).await {
-                self.lost(&url, e.to_string(), report);
-                self.pause(FAR_POLL).await;
-                continue;
-            }
-            // Promotion raises the quorum (3 voters need 2, 4 need 3), which is why it
-            // comes only now: the learner is alive, has the log, and the voters that are
-            // up plus the learner make the new quorum.
-            match client.promote(self.id).await {
-                Ok(()) => {
-                    report(Event::Promoted {
-                        id: self.id,
-                        after_error: false,
-                        since_ready: self.ready_since.map_or(Duration::ZERO, |t| t.elapsed()),
-                    });
-                    return Ok(PromoteOutcome::Promoted);
-                }
-                Err(e) if e.kind == EtcdErrorKind::LearnerNotReady => {
-                    if self.not_ready_retries == 0 {
-                        report(Event::Retrying {
-                            reason: RetryReason::LearnerNotReady,
-                            message: e.message.clone(),
-                            elapsed: self.started.elapsed(),
-                        });
-                    }
-                    self.last_error = e.message;
-                    let backoff = NOT_READY_RETRY * 2u32.pow(self.not_ready_retries.min(4));
-                    self.not_ready_retries += 1;
-                    self.pause(backoff.min(FAR_POLL)).await;
-                }
-                Err(e) if e.kind == EtcdErrorKind::MemberNotFound => {
-                    return Err(MembershipError::LearnerRemoved { id: self.id })
-                }
-                Err(e) => {
-                    // A failed call may have landed (a lost answer, a timeout, a leader
-                    // change): what counts is whether the member is a voter now.
-                    if let Ok(list) = client.member_list().await {
-                        match list.by_id(self.id) {
-                            None => return Err(MembershipError::LearnerRemoved { id: self.id }),
-                            Some(m) if !m.is_learner => {
-                                report(Event::Promoted {
-                                    id: self.id,
-                                    after_error: true,
-                                    since_ready: self
-                                        .ready_since
-                                        .map_or(Duration::ZERO, |t| t.elapsed()),
-                                });
-                                return Ok(PromoteOutcome::PromotedAfterError);
-                            }
-                            Some(_) => {}
-                        }
-                    }
-                    let passing = e.is_unavailable()
-                        || matches!(
-                            e.kind,
-                            EtcdErrorKind::Unhealthy | EtcdErrorKind::NotEnoughStartedMembers
-                        );
-                    if !passing {
-                        return Err(MembershipError::Rpc {
-                            op: "MemberPromote",
-                            endpoint: client.endpoints().join(","),
-                            source: e,
-                        });
-                    }
-                    report(Event::Retrying {
-                        reason: if e.is_unavailable() {
-                            RetryReason::Unavailable
-                        } else {
-                            RetryReason::Unhealthy
-                        },
-                        message: e.message.clone(),
-                        elapsed: self.started.elapsed(),
-                    });
-                    self.last_error = e.message;
-                    self.pause(FAR_POLL).await;
-                }
+            match step {
+                Step::Done(outcome) => return Ok(outcome),
+                Step::Wait(d) => self.pause(d).await,
             }
         }
     }
 
-    /// One look at the member list while the learner has not started. Returns an outcome
-    /// when the member turned out to be a voter already.
-    async fn poll_start(
-        &mut self,
-        client: &EtcdClient,
-        report: Reporter<'_>,
-    ) -> Result<Option<PromoteOutcome>> {
+    /// One look at the member list while the learner has not started.
+    async fn poll_start<C: Cluster>(&mut self, client: &C, report: Reporter<'_>) -> Result<Step> {
+        let id = self.learner.id;
         match client.member_list_local().await {
-            Ok(list) => match list.by_id(self.id) {
-                None => return Err(MembershipError::LearnerRemoved { id: self.id }),
+            Ok(list) => match list.by_id(id) {
+                None => return Err(MembershipError::LearnerRemoved { id }),
                 Some(m) if !m.is_learner => {
-                    report(Event::AlreadyVoter { id: self.id });
-                    return Ok(Some(PromoteOutcome::PromotedAfterError));
+                    report(Event::AlreadyVoter { id });
+                    return Ok(Step::Done(PromoteOutcome::PromotedAfterError));
                 }
                 Some(m) if m.started() && !m.client_urls.is_empty() => {
-                    self.name = m.name.clone();
-                    self.client_url = Some(m.client_urls[0].clone());
+                    self.learner.name = m.name.clone();
+                    self.learner.client_url = Some(m.client_urls[0].clone());
                     report(Event::Started {
-                        id: self.id,
+                        id,
                         name: m.name.clone(),
                         client_url: m.client_urls[0].clone(),
                     });
-                    return Ok(None);
+                    return Ok(Step::Wait(Duration::ZERO));
                 }
                 Some(_) => {
                     if self.due() {
                         report(Event::WaitingForStart {
-                            id: self.id,
-                            elapsed: self.started.elapsed(),
+                            id,
+                            elapsed: self.elapsed(),
                         });
                     }
                 }
             },
-            Err(e) => self.last_error = e.to_string(),
+            Err(e) => self.seen.last_error = e.to_string(),
         }
-        self.pause(self.start_poll).await;
-        self.start_poll = (self.start_poll * 3 / 2).min(START_POLL);
-        Ok(None)
+        let poll = self.pace.start_poll;
+        self.pace.start_poll = (poll * 3 / 2).min(START_POLL);
+        Ok(Step::Wait(poll))
     }
 
-    fn lost(&mut self, url: &str, reason: String, report: Reporter<'_>) {
-        if self.not_answering.is_none() {
+    /// One look at a started learner: alive? caught up? then the promotion.
+    async fn step<C: Cluster>(
+        &mut self,
+        client: &C,
+        url: &str,
+        report: Reporter<'_>,
+    ) -> Result<Step> {
+        let status = match self.probe(client, url, report).await? {
+            Probe::Lost => return Ok(Step::Wait(NEAR_POLL)),
+            Probe::Busy => None,
+            Probe::Status(s) => Some(s),
+        };
+        if let Some(status) = status {
+            if !status.is_learner {
+                report(Event::AlreadyVoter {
+                    id: self.learner.id,
+                });
+                return Ok(Step::Done(PromoteOutcome::PromotedAfterError));
+            }
+            if let Some(wait) = self.behind(client, &status, report).await {
+                return Ok(Step::Wait(wait));
+            }
+        }
+        self.seen.ready_since.get_or_insert_with(Instant::now);
+        if !self.quorum_after_promotion_holds(client, report).await {
+            return Ok(Step::Wait(FAR_POLL));
+        }
+        // The last check, as close to the call as it can be: the learner itself must
+        // answer. etcd judges readiness from the leader's record of how far the
+        // learner's log goes, which stays "caught up" after the learner dies, and
+        // promotes a dead learner (seen on 3.4.23): on a one-member cluster that makes
+        // two voters, one of them dead, and quorum is gone. A learner that dies in the
+        // few milliseconds between this check and the call cannot be caught by any
+        // client.
+        if let Err(e) = client.answers(url).await {
+            self.lost(client, url, e.to_string(), report).await?;
+            return Ok(Step::Wait(FAR_POLL));
+        }
+        self.attempt(client, report).await
+    }
+
+    /// Status and a cheaper call at once, each bounded by [`BUSY_AFTER`]: Status for the
+    /// progress, and a call the learner's gate refuses at once, which a learner busy
+    /// applying a large log still answers when Status keeps it waiting. Either answer
+    /// means the learner is alive; then etcd's own rule (the leader's record of the
+    /// replicated log), not our estimate, decides whether it is ready.
+    async fn probe<C: Cluster>(
+        &mut self,
+        client: &C,
+        url: &str,
+        report: Reporter<'_>,
+    ) -> Result<Probe> {
+        let (status, alive) = tokio::join!(
+            tokio::time::timeout(BUSY_AFTER, client.status(url)),
+            tokio::time::timeout(BUSY_AFTER, client.answers(url)),
+        );
+        let probe = match (status, alive) {
+            (Ok(Ok(s)), _) => Probe::Status(s),
+            (_, Ok(Ok(()))) => Probe::Busy,
+            (status, _) => {
+                let reason = match status {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => RpcError::busy(BUSY_AFTER).to_string(),
+                };
+                self.lost(client, url, reason, report).await?;
+                return Ok(Probe::Lost);
+            }
+        };
+        if self.seen.not_answering.take().is_some() {
+            report(Event::Started {
+                id: self.learner.id,
+                name: self.learner.name.clone(),
+                client_url: url.to_string(),
+            });
+        }
+        Ok(probe)
+    }
+
+    /// Progress against the leader; `Some(pause)` while the learner's log is behind
+    /// etcd's 90%.
+    async fn behind<C: Cluster>(
+        &mut self,
+        client: &C,
+        learner: &MemberStatus,
+        report: Reporter<'_>,
+    ) -> Option<Duration> {
+        let Some(leader) = self.leader_status(client, learner.leader).await else {
+            return Some(FAR_POLL);
+        };
+        let percent = progress_percent(learner.raft_applied_index, leader.raft_index);
+        if self.seen.percent != Some(percent) {
+            report(Event::Progress {
+                id: self.learner.id,
+                applied: learner.raft_applied_index,
+                leader_index: leader.raft_index,
+                percent,
+            });
+        }
+        self.seen.percent = Some(percent);
+        // etcd's rule is about the replicated log (the leader's Match for the learner),
+        // which the learner's committed index follows closely; applying lags behind it,
+        // by seconds for a large database. Waiting for the applied index would delay a
+        // promotion etcd already accepts, so the log decides when to try.
+        let log_percent = progress_percent(learner.raft_index, leader.raft_index);
+        if log_percent >= READY_PERCENT {
+            None
+        } else if log_percent < 50.0 {
+            Some(FAR_POLL)
+        } else {
+            Some(NEAR_POLL)
+        }
+    }
+
+    /// The promotion call and what its answer means. Promotion raises the quorum (3
+    /// voters need 2, 4 need 3), which is why it comes only now: the learner is alive,
+    /// has the log, and the voters that are up plus the learner make the new quorum.
+    async fn attempt<C: Cluster>(&mut self, client: &C, report: Reporter<'_>) -> Result<Step> {
+        let id = self.learner.id;
+        let e = match client.promote(id).await {
+            Ok(()) => return Ok(Step::Done(self.promoted(false, report))),
+            Err(e) => e,
+        };
+        match e.kind {
+            EtcdErrorKind::LearnerNotReady => {
+                if self.pace.not_ready_retries == 0 {
+                    report(Event::Retrying {
+                        reason: RetryReason::LearnerNotReady,
+                        message: e.message.clone(),
+                        elapsed: self.elapsed(),
+                    });
+                }
+                self.seen.last_error = e.message;
+                let backoff = NOT_READY_RETRY * 2u32.pow(self.pace.not_ready_retries.min(4));
+                self.pace.not_ready_retries += 1;
+                Ok(Step::Wait(backoff.min(FAR_POLL)))
+            }
+            EtcdErrorKind::MemberNotFound => Err(MembershipError::LearnerRemoved { id }),
+            _ => self.after_failed_call(client, e, report).await,
+        }
+    }
+
+    /// A failed call may have landed (a lost answer, a timeout, a leader change): what
+    /// counts is whether the member is a voter now. Otherwise a passing refusal is
+    /// retried and anything else is final.
+    async fn after_failed_call<C: Cluster>(
+        &mut self,
+        client: &C,
+        e: RpcError,
+        report: Reporter<'_>,
+    ) -> Result<Step> {
+        let id = self.learner.id;
+        if let Ok(list) = client.member_list().await {
+            match list.by_id(id) {
+                None => return Err(MembershipError::LearnerRemoved { id }),
+                Some(m) if !m.is_learner => return Ok(Step::Done(self.promoted(true, report))),
+                Some(_) => {}
+            }
+        }
+        let passing = e.is_unavailable()
+            || matches!(
+                e.kind,
+                EtcdErrorKind::Unhealthy | EtcdErrorKind::NotEnoughStartedMembers
+            );
+        if !passing {
+            return Err(MembershipError::Rpc {
+                op: "MemberPromote",
+                endpoint: client.endpoints().join(","),
+                source: e,
+            });
+        }
+        report(Event::Retrying {
+            reason: if e.is_unavailable() {
+                RetryReason::Unavailable
+            } else {
+                RetryReason::Unhealthy
+            },
+            message: e.message.clone(),
+            elapsed: self.elapsed(),
+        });
+        self.seen.last_error = e.message;
+        Ok(Step::Wait(FAR_POLL))
+    }
+
+    fn promoted(&self, after_error: bool, report: Reporter<'_>) -> PromoteOutcome {
+        report(Event::Promoted {
+            id: self.learner.id,
+            after_error,
+            since_ready: self
+                .seen
+                .ready_since
+                .map_or(Duration::ZERO, |t| t.elapsed()),
+        });
+        if after_error {
+            PromoteOutcome::PromotedAfterError
+        } else {
+            PromoteOutcome::Promoted
+        }
+    }
+
+    /// The learner did not answer. A learner that was removed meanwhile (its process
+    /// stops with it) is an error at once; any other stays a reason to wait.
+    async fn lost<C: Cluster>(
+        &mut self,
+        client: &C,
+        url: &str,
+        reason: String,
+        report: Reporter<'_>,
+    ) -> Result<()> {
+        let id = self.learner.id;
+        if let Ok(list) = client.member_list_local().await {
+            if list.by_id(id).is_none() {
+                return Err(MembershipError::LearnerRemoved { id });
+            }
+        }
+        if self.seen.not_answering.is_none() {
             report(Event::LearnerNotAnswering {
-                id: self.id,
+                id,
                 url: url.to_string(),
                 reason: reason.clone(),
             });
         }
-        self.last_error = format!("the learner does not answer on {url}: {reason}");
-        self.not_answering = Some(reason);
+        self.seen.last_error = format!("the learner does not answer on {url}: {reason}");
+        self.seen.not_answering = Some(reason);
+        Ok(())
     }
 
     /// The Status of the leader the learner follows, on the leader's client URL.
-    async fn leader_status(
+    async fn leader_status<C: Cluster>(
         &mut self,
-        client: &EtcdClient,
+        client: &C,
         leader: MemberId,
-    ) -> Option<super::MemberStatus> {
+    ) -> Option<MemberStatus> {
         if leader.0 == 0 {
-            self.last_error = "the learner knows no leader".to_string();
+            self.seen.last_error = "the learner knows no leader".to_string();
             return None;
         }
-        // The leader's URL from the last member list while the leader stays the same:
-        // one call less per poll.
         let cached = self
+            .pace
             .leader_url
             .as_ref()
             .filter(|(id, _)| *id == leader)
@@ -495,20 +607,20 @@ impl Watch {
                 let list = match client.member_list_local().await {
                     Ok(l) => l,
                     Err(e) => {
-                        self.last_error = e.to_string();
+                        self.seen.last_error = e.to_string();
                         return None;
                     }
                 };
                 let url = list.by_id(leader)?.client_urls.first()?.clone();
-                self.leader_url = Some((leader, url.clone()));
+                self.pace.leader_url = Some((leader, url.clone()));
                 url
             }
         };
         match client.status(&url).await {
             Ok(s) => Some(s),
             Err(e) => {
-                self.leader_url = None;
-                self.last_error = format!("the leader does not answer on {url}: {e}");
+                self.pace.leader_url = None;
+                self.seen.last_error = format!("the leader does not answer on {url}: {e}");
                 None
             }
         }
@@ -517,12 +629,13 @@ impl Watch {
     /// Whether the voters that are up, plus the learner, make the quorum of the larger
     /// cluster. etcd's strict reconfiguration check asks the same, but counts members the
     /// leader has heard from lately; asking them now is the fresher answer.
-    async fn quorum_after_promotion_holds(
+    async fn quorum_after_promotion_holds<C: Cluster>(
         &mut self,
-        client: &EtcdClient,
+        client: &C,
         report: Reporter<'_>,
     ) -> bool {
         if self
+            .pace
             .quorum_checked
             .is_some_and(|t| t.elapsed() < QUORUM_RECHECK)
         {
@@ -548,19 +661,19 @@ impl Watch {
             report(Event::Retrying {
                 reason: RetryReason::Unhealthy,
                 message: message.clone(),
-                elapsed: self.started.elapsed(),
+                elapsed: self.elapsed(),
             });
-            self.last_error = message;
+            self.seen.last_error = message;
             return false;
         }
-        self.quorum_checked = Some(Instant::now());
+        self.pace.quorum_checked = Some(Instant::now());
         true
     }
 }
 
 /// Waits until a majority of the voters is healthy and `id` is among them as a voter.
-pub async fn wait_healthy_with(
-    client: &EtcdClient,
+pub async fn wait_healthy_with<C: Cluster>(
+    client: &C,
     id: MemberId,
     timeout: Duration,
     report: Reporter<'_>,
@@ -605,7 +718,7 @@ pub async fn wait_healthy_with(
         }
         if start.elapsed() >= timeout {
             return Err(MembershipError::Timeout {
-                what: format!("the cluster to be healthy with member {id} as a voter"),
+                what: format!("see the cluster healthy with member {id} as a voter"),
                 waited: start.elapsed(),
                 last_error,
             });
@@ -646,7 +759,7 @@ mod tests {
         ));
 
         let mut w = watch(true);
-        w.percent = Some(42.5);
+        w.seen.percent = Some(42.5);
         let err = w.timed_out();
         assert!(
             matches!(err, MembershipError::Stuck { percent: 42, .. }),
@@ -654,14 +767,14 @@ mod tests {
         );
         assert!(err.to_string().contains("stuck at 42%"), "{err}");
 
-        w.not_answering = Some("connection refused".into());
+        w.seen.not_answering = Some("connection refused".into());
         let err = w.timed_out();
         assert!(matches!(err, MembershipError::Unreachable { .. }), "{err}");
         assert_eq!(err.rollback_id(), Some(MemberId(0xab)));
 
         let mut w = watch(true);
-        w.percent = Some(95.0);
-        w.last_error =
+        w.seen.percent = Some(95.0);
+        w.seen.last_error =
             "etcdserver: can only promote a learner member which is in sync with leader".into();
         let err = w.timed_out();
         assert!(matches!(err, MembershipError::Timeout { .. }), "{err}");

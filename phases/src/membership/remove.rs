@@ -3,9 +3,8 @@
 //!
 //! Idempotent: a member that is not (or no longer) in the list is success.
 
-use super::{
-    quorum, EtcdClient, EtcdErrorKind, MemberId, MemberInfo, MembershipError, Result, Selector,
-};
+use super::cluster::Cluster;
+use super::{quorum, EtcdErrorKind, MemberId, MemberInfo, MembershipError, Result, Selector};
 
 /// What was removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +35,7 @@ pub struct RemoveOptions {
 }
 
 /// Removes the member `opts.selector` names.
-pub async fn remove(client: &EtcdClient, opts: &RemoveOptions) -> Result<RemoveOutcome> {
+pub async fn remove<C: Cluster>(client: &C, opts: &RemoveOptions) -> Result<RemoveOutcome> {
     let membership = client
         .member_list_until(tokio::time::Instant::now() + opts.timeout)
         .await?;
@@ -87,8 +86,8 @@ pub async fn remove(client: &EtcdClient, opts: &RemoveOptions) -> Result<RemoveO
 
 /// Refuses when the healthy voters other than `target` would not make a quorum of the
 /// remaining voters.
-async fn check_quorum_without(
-    client: &EtcdClient,
+async fn check_quorum_without<C: Cluster>(
+    client: &C,
     members: &[MemberInfo],
     target: &MemberInfo,
 ) -> Result<()> {

@@ -1,6 +1,10 @@
 //! `phase etcd status`: every member with what it says about itself.
 
-use super::{quorum, EtcdClient, MemberId, MemberInfo, MemberStatus, Result};
+use super::cluster::Cluster;
+use super::version::{
+    loses_promotions_on_upgrade, parse_etcd_version, promotion_persistence_warning,
+};
+use super::{member_label, quorum, MemberId, MemberInfo, MemberStatus, Result};
 
 /// One row of the status report.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -20,6 +24,16 @@ pub struct MemberRow {
     pub version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub db_size: Option<i64>,
+    /// The part of the database file in use (the rest is free pages a defragmentation
+    /// would return).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db_size_in_use: Option<i64>,
+    /// The backend quota the member applies (reported from etcd 3.6).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db_size_quota: Option<i64>,
+    /// The version of the data on disk (reported from etcd 3.6).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raft_term: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -30,10 +44,13 @@ pub struct MemberRow {
     /// promotes from 90%.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub learner_progress: Option<f64>,
-    /// Errors the member reported (`etcdserver: no leader`, alarms) or why it did not
-    /// answer.
+    /// Errors the member reported (`etcdserver: no leader`) or why it did not answer.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// Alarms the member reported (`memberID:... alarm:NOSPACE`); any alarm makes it
+    /// unhealthy.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alarms: Vec<String>,
     /// Whether it answered Status, reported no error and knows a leader.
     pub healthy: bool,
 }
@@ -47,6 +64,8 @@ pub struct ClusterStatus {
     /// Whether the member list came from a linearizable read (needs a leader); otherwise
     /// it is one member's possibly stale view.
     pub member_list_linearizable: bool,
+    /// The client URL whose member list this is.
+    pub member_list_served_by: String,
     pub leader: Option<MemberId>,
     pub voters: usize,
     pub healthy_voters: usize,
@@ -54,10 +73,14 @@ pub struct ClusterStatus {
     /// healthy voters >= quorum(voters).
     pub quorum: bool,
     pub members: Vec<MemberRow>,
+    /// What deserves attention: lost quorum (who is down, how many must come back), a
+    /// member list that is one member's view, releases with known membership bugs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Asks for the member list and every member's Status.
-pub async fn collect(client: &EtcdClient) -> Result<ClusterStatus> {
+pub async fn collect<C: Cluster>(client: &C) -> Result<ClusterStatus> {
     // Without a leader the linearizable list is unavailable, and a report is most needed
     // exactly then: fall back to one member's own view and say so.
     let (membership, linearizable) = match client.member_list().await {
@@ -65,12 +88,20 @@ pub async fn collect(client: &EtcdClient) -> Result<ClusterStatus> {
         Err(_) => (client.member_list_local().await?, false),
     };
     let statuses = client.statuses(&membership.members).await;
-    Ok(build(
+    let mut report = build(
         membership.cluster_id,
         linearizable,
         &membership.members,
         statuses,
-    ))
+    );
+    report.member_list_served_by = membership.served_by;
+    if !linearizable {
+        report.warnings.push(format!(
+            "no leader: the member list is {}'s own view (a serializable read), which may miss the latest membership changes",
+            report.member_list_served_by
+        ));
+    }
+    Ok(report)
 }
 
 /// Builds the report from the member list and each member's Status (same order).
@@ -108,11 +139,15 @@ pub fn build(
                 is_leader: leader == Some(m.id),
                 version: None,
                 db_size: None,
+                db_size_in_use: None,
+                db_size_quota: None,
+                storage_version: None,
                 raft_term: None,
                 raft_index: None,
                 raft_applied_index: None,
                 learner_progress: None,
                 errors: Vec::new(),
+                alarms: Vec::new(),
                 healthy: false,
             };
             match s {
@@ -135,10 +170,17 @@ pub fn build(
                     }
                     row.version = Some(s.version);
                     row.db_size = Some(s.db_size);
+                    row.db_size_in_use = Some(s.db_size_in_use);
+                    row.db_size_quota = (s.db_size_quota > 0).then_some(s.db_size_quota);
+                    row.storage_version =
+                        (!s.storage_version.is_empty()).then_some(s.storage_version);
                     row.raft_term = Some(s.raft_term);
                     row.raft_index = Some(s.raft_index);
                     row.raft_applied_index = Some(s.raft_applied_index);
-                    row.errors.extend(s.errors);
+                    let (alarms, errors): (Vec<String>, Vec<String>) =
+                        s.errors.into_iter().partition(|e| e.contains("alarm:"));
+                    row.errors.extend(errors);
+                    row.alarms = alarms.iter().map(|a| a.trim().to_string()).collect();
                 }
                 Err(e) => row.errors.push(e.to_string()),
             }
@@ -150,16 +192,51 @@ pub fn build(
         .iter()
         .filter(|r| r.role == "voter" && r.healthy)
         .count();
+    let has_quorum = voters > 0 && healthy_voters >= quorum(voters);
+    let mut warnings = Vec::new();
+    if voters > 0 && !has_quorum {
+        let down: Vec<String> = rows
+            .iter()
+            .filter(|r| r.role == "voter" && !r.healthy)
+            .map(|r| member_label(r.id, &r.name))
+            .collect();
+        let missing = quorum(voters) - healthy_voters;
+        warnings.push(format!(
+            "quorum lost: {healthy_voters} of {voters} voting members are healthy, {} are needed; nothing can be written and no membership change can commit until {missing} more {} (unhealthy: {})",
+            quorum(voters),
+            if missing == 1 { "is" } else { "are" },
+            down.join(", ")
+        ));
+    }
+    warnings.extend(version_warnings(&rows));
     ClusterStatus {
         cluster_id: format!("{cluster_id:x}"),
         member_list_linearizable: linearizable,
+        member_list_served_by: String::new(),
         leader,
         voters,
         healthy_voters,
         learners: rows.len() - voters,
-        quorum: voters > 0 && healthy_voters >= quorum(voters),
+        quorum: has_quorum,
         members: rows,
+        warnings,
     }
+}
+
+/// Warnings about the releases the members run: 3.5.1 to 3.5.19 lose learner promotions
+/// on the way to 3.6.
+pub fn version_warnings(rows: &[MemberRow]) -> Vec<String> {
+    let affected: Vec<String> = rows
+        .iter()
+        .filter_map(|r| {
+            let version = r.version.as_deref()?;
+            loses_promotions_on_upgrade(&parse_etcd_version(version)?)
+                .then(|| format!("member {} runs etcd {version}", member_label(r.id, &r.name)))
+        })
+        .collect();
+    promotion_persistence_warning(&affected)
+        .into_iter()
+        .collect()
 }
 
 /// `applied` as a percentage of `leader_index`, capped at 100, one decimal.
@@ -220,6 +297,8 @@ mod tests {
             raft_applied_index: index,
             is_learner: learner,
             errors: vec![],
+            storage_version: String::new(),
+            db_size_quota: 0,
         }
     }
 

@@ -439,7 +439,7 @@ pub(crate) fn migrate_document(
                 origin: origin.to_string(),
                 source,
             })?;
-        if version < Version::new(3, 4, 0) {
+        if !crate::membership::version::supports_learners(&version) {
             return Err(UpgradeError::EtcdTooOldForLearner {
                 version: version.to_string(),
                 tag,
