@@ -165,6 +165,15 @@ pub fn rendering_of(cfg: &KubeadmConfig) -> Result<Rendering, ManifestError> {
             source,
         })?;
     let profile = EtcdProfile::new(release, &tag, version.clone());
+    // An etcd without learners is refused by the renderer; nothing more to say about it.
+    if !profile.supports_learners() {
+        return Ok(Rendering {
+            release,
+            tag,
+            version,
+            warnings,
+        });
+    }
     warnings.extend(profile.deviation(&tag));
     if release.probes == versions::ProbeStyle::LivezReadyz && !profile.serves_livez_readyz() {
         warnings.push(format!(
