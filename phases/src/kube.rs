@@ -16,10 +16,9 @@ pub const ADMIN_KUBECONFIG: &str = "/etc/kubernetes/admin.conf";
 /// Label selector of kubeadm's etcd static Pods.
 pub const ETCD_POD_SELECTOR: &str = "component=etcd,tier=control-plane";
 
-/// Annotation in which kubeadm records an etcd member's advertised client URL
-/// (`constants.EtcdAdvertiseClientUrlsAnnotationKey`).
-pub const ETCD_ADVERTISE_CLIENT_URLS_ANNOTATION: &str =
-    "kubeadm.kubernetes.io/etcd.advertise-client-urls";
+/// Annotation in which kubeadm records an etcd member's advertised client URL: the one
+/// the manifest writes, [`crate::manifest::ADVERTISE_CLIENT_URLS_ANNOTATION`].
+pub use crate::manifest::ADVERTISE_CLIENT_URLS_ANNOTATION as ETCD_ADVERTISE_CLIENT_URLS_ANNOTATION;
 
 /// How long [`etcd_client_urls_from_pods`] waits for annotated etcd Pods.
 pub const ETCD_PODS_WAIT: Duration = Duration::from_secs(30);

@@ -1,87 +1,334 @@
-//! The etcd version kubeadm deploys for each Kubernetes minor (kubeadm's
-//! `constants.SupportedEtcdVersion` and `EtcdSupportedVersion`), kept as data.
+//! What kubeadm does, release by release, as data: the etcd image it deploys for each
+//! Kubernetes minor, and how it renders the etcd static Pod. Everything that differs
+//! between kubeadm releases is decided here, once, from the kubeadm release being emulated.
 //!
-//! kubeadm upgrades etcd with the kubeadm binary of the *target* version, and that binary
-//! looks its own minor up in its own map. So the tag that matters for "Kubernetes v1.X"
-//! is entry `X` of the map in the last release of branch `release-1.X`, which is what
-//! [`SUPPORTED_ETCD_VERSIONS`] records.
+//! The kubeadm release is the minor of `kubernetesVersion` (kubeadm upgrades and
+//! initialises a control plane with the kubeadm binary of that version) unless the caller
+//! names another one ([`KubeadmRelease::select`]): version skew is real, kubeadm 1.35
+//! deploys etcd 3.5.24-0 for Kubernetes 1.34 while kubeadm 1.34 deploys 3.6.x for it.
+//!
+//! Each kubeadm minor is emulated as its newest patch release known here; where a patch
+//! release changed something (the etcd tag, mostly), the entry says which.
 
 use std::fmt;
 
 use semver::Version;
 
-/// `(Kubernetes minor, etcd image tag)` for Kubernetes 1.22 to 1.36, ordered by minor.
+/// The oldest and newest kubeadm minors this tool models; outside them the nearest one is
+/// used, with a warning.
+pub const OLDEST_KUBEADM_MINOR: u64 = 29;
+pub const NEWEST_KUBEADM_MINOR: u64 = 37;
+
+/// The probes kubeadm puts on the etcd container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeStyle {
+    /// Liveness `/health?exclude=NOSPACE&serializable=true`, startup
+    /// `/health?serializable=false`, no readiness probe (k/k#110744, up to kubeadm 1.30),
+    /// whatever the etcd tag.
+    Health,
+    /// Liveness `/livez`, readiness and startup `/readyz` (k/k#124465, from kubeadm 1.31).
+    LivezReadyz,
+}
+
+/// How kubeadm spells the two etcd flags etcd 3.6 graduated
+/// (`--experimental-initial-corrupt-check`, `--experimental-watch-progress-notify-interval`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagSpelling {
+    /// Always `--experimental-initial-corrupt-check=true` and
+    /// `--experimental-watch-progress-notify-interval=5s`.
+    Experimental,
+    /// kubeadm's `version.ParseSemantic(imageTag)` then `.AtLeast("3.6.0")`: the new
+    /// spelling (`--feature-gates=InitialCorruptCheck=true`,
+    /// `--watch-progress-notify-interval=5s`) from 3.6.0, the old one below *and for a tag
+    /// that does not parse*. Go's semantic versions read `-0` as a pre-release, so
+    /// `3.6.0-0` is older than 3.6.0 and gets the old spelling, while `3.6.5-0` gets the
+    /// new one.
+    ByImageTag,
+    /// Always the new spelling.
+    Graduated,
+}
+
+/// One kubeadm minor release, as far as the etcd phases see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KubeadmRelease {
+    pub minor: u64,
+    /// kubeadm's `constants.SupportedEtcdVersion` in this release: `(Kubernetes minor,
+    /// etcd image tag)`, ordered by minor.
+    pub supported_etcd: &'static [(u64, &'static str)],
+    pub probes: ProbeStyle,
+    /// The container declares `ports: [{name: probe-port, containerPort: <probe port>,
+    /// protocol: TCP}]` and the probes use `port: probe-port` (k/k#132776, from 1.34).
+    pub named_probe_port: bool,
+    /// `metadata.creationTimestamp: null` in the written manifest: client-go's
+    /// `metav1.Time` marshalled a zero time as `null` until Kubernetes 1.34 dropped it
+    /// (k/k#130989).
+    pub creation_timestamp_null: bool,
+    pub flag_spelling: FlagSpelling,
+    /// Where the entry comes from.
+    pub source: &'static str,
+}
+
+/// kubeadm 1.29 to 1.37.
 ///
-/// Where each row comes from (kubernetes/kubernetes PRs that set the tag in the
-/// `release-1.X` branch, or kubeadm's constants.go as cited):
-/// - 1.22: 3.5.6-0. k/k#113101 (closed with "etcd has been updated to 3.5.6 in
-///   release-1.22 branch").
-/// - 1.23, 1.24: 3.5.6-0. k/k#114107 and k/k#114106 (cherry picks of #114093, "use etcd
-///   3.5.6-0 after promotion").
-/// - 1.25: 3.5.6-0. Inferred: the #114093 series covered the then supported branches and
-///   the 3.5.10 cherry pick to release-1.25 (k/k#121701) was closed unmerged. Not
-///   confirmed against the final release-1.25 constants.go.
-/// - 1.26: 3.5.10-0. k/k#121803 (cherry pick of #121566 to release-1.26).
-/// - 1.27: 3.5.12-0. Inferred: release-1.28's map listed `27: "3.5.12-0"` before
-///   k/k#126399; the release-1.27 cherry pick itself was not found.
-/// - 1.28: 3.5.15-0. k/k#126399 (cherry pick of #126240 to release-1.28).
-/// - 1.29: 3.5.15-0. k/k#126397 (release-1.29); later cherry picks (3.5.17: k/k#129671)
-///   were closed unmerged. A 3.5.16 cherry pick to release-1.29 was not found.
-/// - 1.30: 3.5.15-0. k/k#126395 (release-1.30); 3.5.17 (k/k#129673) and 3.5.21
-///   (k/k#131960, "1.30 is end of life") were closed unmerged.
-/// - 1.31, 1.32, 1.33: 3.5.24-0. k/k#135020, #135019, #135018 (cherry picks of #134861,
-///   "Bump supported etcd version to v3.5.24 for release v1.31, v1.32, and v1.33").
-/// - 1.34, 1.35, 1.36: 3.6.9-0. kubeadm constants.go on master after k/k#137956 ("etcd:
-///   update etcd image to v3.6.9": `34: "3.6.9-0", 35: "3.6.9-0", 36: "3.6.9-0"`).
-pub const SUPPORTED_ETCD_VERSIONS: &[(u64, &str)] = &[
-    (22, "3.5.6-0"),
-    (23, "3.5.6-0"),
-    (24, "3.5.6-0"),
-    (25, "3.5.6-0"),
-    (26, "3.5.10-0"),
-    (27, "3.5.12-0"),
-    (28, "3.5.15-0"),
-    (29, "3.5.15-0"),
-    (30, "3.5.15-0"),
-    (31, "3.5.24-0"),
-    (32, "3.5.24-0"),
-    (33, "3.5.24-0"),
-    (34, "3.6.9-0"),
-    (35, "3.6.9-0"),
-    (36, "3.6.9-0"),
+/// The `supported_etcd` maps: only part of them could be read at the release; each entry's
+/// `source` says which part is read and which is inferred. The tag of the release's own
+/// minor is the one every row was checked for.
+pub const KUBEADM_RELEASES: &[KubeadmRelease] = &[
+    KubeadmRelease {
+        minor: 29,
+        supported_etcd: &[(27, "3.5.12-0"), (28, "3.5.15-0"), (29, "3.5.15-0")],
+        probes: ProbeStyle::Health,
+        named_probe_port: false,
+        creation_timestamp_null: true,
+        flag_spelling: FlagSpelling::Experimental,
+        source: "29: 3.5.15-0 from k/k#126397 (release-1.29; the 3.5.17 pick k/k#129671 was \
+                 closed unmerged); 28 from k/k#126399; 27 inferred (not read at v1.29.15). \
+                 Probes: staticpod/utils.go before k/k#124465.",
+    },
+    KubeadmRelease {
+        minor: 30,
+        supported_etcd: &[(28, "3.5.15-0"), (29, "3.5.15-0"), (30, "3.5.15-0")],
+        probes: ProbeStyle::Health,
+        named_probe_port: false,
+        creation_timestamp_null: true,
+        flag_spelling: FlagSpelling::Experimental,
+        source: "30: 3.5.15-0 from k/k#126395 (release-1.30; 3.5.17 k/k#129673 and 3.5.21 \
+                 k/k#131960 closed unmerged); 28, 29 inferred from the #126240 series. \
+                 Probes: before k/k#124465.",
+    },
+    KubeadmRelease {
+        minor: 31,
+        supported_etcd: &[(29, "3.5.24-0"), (30, "3.5.24-0"), (31, "3.5.24-0")],
+        probes: ProbeStyle::LivezReadyz,
+        named_probe_port: false,
+        creation_timestamp_null: true,
+        flag_spelling: FlagSpelling::Experimental,
+        source: "31: 3.5.24-0 from k/k#135020 (pick of #134861 to release-1.31); 29, 30 \
+                 inferred (the pick bumps the whole map). Probes: k/k#124465 (1.31).",
+    },
+    KubeadmRelease {
+        minor: 32,
+        supported_etcd: &[
+            (29, "3.5.24-0"),
+            (30, "3.5.24-0"),
+            (31, "3.5.24-0"),
+            (32, "3.5.24-0"),
+        ],
+        probes: ProbeStyle::LivezReadyz,
+        named_probe_port: false,
+        creation_timestamp_null: true,
+        flag_spelling: FlagSpelling::Experimental,
+        source: "release-1.32 constants.go after k/k#135019: 29-32 all 3.5.24-0.",
+    },
+    KubeadmRelease {
+        minor: 33,
+        supported_etcd: &[(31, "3.5.24-0"), (32, "3.5.24-0"), (33, "3.5.24-0")],
+        probes: ProbeStyle::LivezReadyz,
+        named_probe_port: false,
+        creation_timestamp_null: true,
+        flag_spelling: FlagSpelling::Experimental,
+        source: "33: 3.5.24-0 from k/k#135018 (pick of #134861 to release-1.33); 31, 32 \
+                 inferred. Flags: local.go of release-1.33 writes the experimental spelling \
+                 unconditionally.",
+    },
+    KubeadmRelease {
+        minor: 34,
+        supported_etcd: &[
+            (31, "3.5.24-0"),
+            (32, "3.5.24-0"),
+            (33, "3.5.24-0"),
+            (34, "3.6.11-0"),
+        ],
+        probes: ProbeStyle::LivezReadyz,
+        named_probe_port: true,
+        creation_timestamp_null: false,
+        flag_spelling: FlagSpelling::ByImageTag,
+        source: "A copy of release-1.34's constants.go read here has 31-33: 3.5.24-0, 34: \
+                 3.6.5-0 (v1.34.0 shipped 3.6.4-0); 34 then 3.6.11-0 by the May 2026 \
+                 backport to 1.34-1.36 (issue 12's audit; the tag itself was not read). \
+                 Flags: local.go's ParseSemantic(tag).AtLeast(\"3.6.0\") (read in a copy of \
+                 the 1.34 code). Named port: k/k#132776 (merged July 2025, 1.34).",
+    },
+    KubeadmRelease {
+        minor: 35,
+        supported_etcd: &[(33, "3.5.24-0"), (34, "3.5.24-0"), (35, "3.6.11-0")],
+        probes: ProbeStyle::LivezReadyz,
+        named_probe_port: true,
+        creation_timestamp_null: false,
+        flag_spelling: FlagSpelling::ByImageTag,
+        source: "34: 3.5.24-0 from k/k#134779 (master during the 1.35 cycle: 32-34 to \
+                 3.5.24-0); 35: 3.6.6-0 at v1.35.0, 3.6.11-0 after the May 2026 backport \
+                 (issue 12's audit; the tag itself was not read).",
+    },
+    KubeadmRelease {
+        minor: 36,
+        supported_etcd: &[(34, "3.6.11-0"), (35, "3.6.11-0"), (36, "3.6.11-0")],
+        probes: ProbeStyle::LivezReadyz,
+        named_probe_port: true,
+        creation_timestamp_null: false,
+        flag_spelling: FlagSpelling::Graduated,
+        source: "master before the 1.36 release after k/k#137956 had 34-36: 3.6.9-0; \
+                 3.6.11-0 by the May 2026 backport (issue 12's audit; the tag itself was not \
+                 read). Flags: local.go at k/k 0009808f writes the new spelling \
+                 unconditionally.",
+    },
+    KubeadmRelease {
+        minor: 37,
+        supported_etcd: &[(35, "3.6.11-0"), (36, "3.6.11-0"), (37, "3.7.0-0")],
+        probes: ProbeStyle::LivezReadyz,
+        named_probe_port: true,
+        creation_timestamp_null: false,
+        flag_spelling: FlagSpelling::Graduated,
+        source: "37: etcd 3.7.0 (k/k#141032's thread: 3.7.0 was in before the 1.37 code \
+                 freeze, 3.7.1 was left for later); 35, 36 inferred. Not read at v1.37.0.",
+    },
 ];
 
-/// The etcd image tag kubeadm v`k8s` deploys (for example `"3.5.24-0"`), and a warning
-/// when `k8s`'s minor is not in [`SUPPORTED_ETCD_VERSIONS`] and the nearest entry (the
-/// oldest or the newest) was used instead, as kubeadm's `EtcdSupportedVersion` does.
-///
-/// Only the minor is looked up: kubeadm keys its map by minor and so does this table. A
-/// major other than 1 counts as older or newer than every entry.
-pub fn etcd_version_for_kubernetes(k8s: &Version) -> (String, Option<String>) {
-    let (first_minor, first_tag) = SUPPORTED_ETCD_VERSIONS[0];
-    let (last_minor, last_tag) = SUPPORTED_ETCD_VERSIONS[SUPPORTED_ETCD_VERSIONS.len() - 1];
-    let nearest = match k8s.major {
-        0 => Some(first_tag),
-        1 if k8s.minor < first_minor => Some(first_tag),
-        1 if k8s.minor > last_minor => Some(last_tag),
-        1 => None,
-        _ => Some(last_tag),
-    };
-    if let Some(tag) = nearest {
-        let warning = format!(
-            "could not find officially supported version of etcd for Kubernetes v{}.{}.{}, \
-             falling back to the nearest etcd version ({tag}); this tool knows Kubernetes \
-             v1.{first_minor} to v1.{last_minor}",
-            k8s.major, k8s.minor, k8s.patch
-        );
-        return (tag.to_string(), Some(warning));
+impl KubeadmRelease {
+    /// The modelled release for kubeadm `1.minor`, or the nearest one and a warning.
+    pub fn for_minor(minor: u64) -> (&'static KubeadmRelease, Option<String>) {
+        let first = &KUBEADM_RELEASES[0];
+        let last = &KUBEADM_RELEASES[KUBEADM_RELEASES.len() - 1];
+        if let Some(release) = KUBEADM_RELEASES.iter().find(|r| r.minor == minor) {
+            return (release, None);
+        }
+        let nearest = if minor < first.minor { first } else { last };
+        (
+            nearest,
+            Some(format!(
+                "kubeadm v1.{minor} is not modelled by this tool (it knows v1.{} to v1.{}); \
+                 rendering as kubeadm v1.{} does",
+                first.minor, last.minor, nearest.minor
+            )),
+        )
     }
-    let tag = SUPPORTED_ETCD_VERSIONS
-        .iter()
-        .find(|(minor, _)| *minor == k8s.minor)
-        .map(|(_, tag)| *tag)
-        .expect("the table covers every minor between its first and last entry");
-    (tag.to_string(), None)
+
+    /// The kubeadm release to emulate: `requested` (the caller's choice of kubeadm minor)
+    /// wins, else the minor of `kubernetes_version`, else the newest release modelled.
+    pub fn select(
+        requested: Option<u64>,
+        kubernetes_version: Option<&Version>,
+    ) -> (&'static KubeadmRelease, Option<String>) {
+        match (requested, kubernetes_version) {
+            (Some(minor), _) => Self::for_minor(minor),
+            (None, Some(k8s)) if k8s.major == 1 => Self::for_minor(k8s.minor),
+            (None, Some(k8s)) => {
+                let (release, _) = Self::for_minor(NEWEST_KUBEADM_MINOR);
+                (
+                    release,
+                    Some(format!(
+                        "Kubernetes v{k8s} is not a 1.x release; rendering as kubeadm v1.{} does",
+                        release.minor
+                    )),
+                )
+            }
+            (None, None) => Self::for_minor(NEWEST_KUBEADM_MINOR),
+        }
+    }
+
+    /// `v1.37`, for messages.
+    pub fn name(&self) -> String {
+        format!("v1.{}", self.minor)
+    }
+
+    /// kubeadm's `EtcdSupportedVersion(SupportedEtcdVersion, kubernetesVersion)` in this
+    /// release: the tag for `k8s`'s minor, else the nearest entry (the oldest or the
+    /// newest) and kubeadm's warning.
+    pub fn etcd_tag_for(&self, k8s: &Version) -> (&'static str, Option<String>) {
+        let map = self.supported_etcd;
+        let (first_minor, first_tag) = map[0];
+        let (last_minor, last_tag) = map[map.len() - 1];
+        let nearest = match k8s.major {
+            0 => Some(first_tag),
+            1 if k8s.minor < first_minor => Some(first_tag),
+            1 if k8s.minor > last_minor => Some(last_tag),
+            1 => None,
+            _ => Some(last_tag),
+        };
+        if let Some(tag) = nearest {
+            return (
+                tag,
+                Some(format!(
+                    "could not find officially supported version of etcd for Kubernetes v{}.{}.{}, \
+                     falling back to the nearest etcd version ({tag}); kubeadm v1.{} knows \
+                     Kubernetes v1.{first_minor} to v1.{last_minor}",
+                    k8s.major, k8s.minor, k8s.patch, self.minor
+                )),
+            );
+        }
+        let tag = map
+            .iter()
+            .find(|(minor, _)| *minor == k8s.minor)
+            .map(|(_, tag)| *tag)
+            .expect("each map covers every minor between its first and last entry");
+        (tag, None)
+    }
+
+    /// kubeadm's `DefaultEtcdVersion`: the tag of the release's own minor.
+    pub fn default_etcd_tag(&self) -> &'static str {
+        self.supported_etcd[self.supported_etcd.len() - 1].1
+    }
+
+    /// Whether kubeadm of this release writes the graduated spelling of etcd's flags for
+    /// the image tag `tag`.
+    pub fn graduated_flags_for(&self, tag: &str) -> bool {
+        match self.flag_spelling {
+            FlagSpelling::Experimental => false,
+            FlagSpelling::Graduated => true,
+            FlagSpelling::ByImageTag => go_semantic_at_least_3_6_0(tag),
+        }
+    }
+}
+
+/// k8s.io/apimachinery's `version.ParseSemantic(tag)` followed by
+/// `.AtLeast(MustParseSemantic("3.6.0"))`: a leading `v` is allowed, the version needs
+/// exactly three numeric parts, and a pre-release (`-0`, `-rc.1`) sorts below the release
+/// (semver's rule, which the `semver` crate follows). A tag that does not parse is false,
+/// as in kubeadm.
+fn go_semantic_at_least_3_6_0(tag: &str) -> bool {
+    let bare = tag.strip_prefix('v').unwrap_or(tag);
+    Version::parse(bare).is_ok_and(|v| v >= Version::new(3, 6, 0))
+}
+
+/// The etcd image tag kubeadm v`k8s` deploys for its own minor (the upgrade and init
+/// paths run the kubeadm of the target version), with kubeadm's warning when the minor is
+/// outside the map of the nearest kubeadm release modelled.
+pub fn etcd_version_for_kubernetes(k8s: &Version) -> (String, Option<String>) {
+    // Only the map's own fallback is worth a warning here: which release was modelled is
+    // the renderer's concern, and its map covers the minors around it.
+    let (release, _) = KubeadmRelease::select(None, Some(k8s));
+    let (tag, warning) = release.etcd_tag_for(k8s);
+    (tag.to_string(), warning)
+}
+
+/// Why a Kubernetes version is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid Kubernetes version {input:?}: {reason}")]
+pub struct KubernetesVersionError {
+    pub input: String,
+    pub reason: String,
+}
+
+/// A Kubernetes version as users and kubeadm write it: `v1.33.2`, `1.33.2`,
+/// `v1.34.0-rc.1`. Release labels (`stable`, `latest`) are not resolved.
+pub fn parse_kubernetes_version(input: &str) -> Result<Version, KubernetesVersionError> {
+    let err = |reason: String| KubernetesVersionError {
+        input: input.to_string(),
+        reason,
+    };
+    let trimmed = input.trim();
+    if trimmed.is_empty() {
+        return Err(err("it is empty".into()));
+    }
+    let bare = trimmed.strip_prefix('v').unwrap_or(trimmed);
+    let version = Version::parse(bare).map_err(|e| err(e.to_string()))?;
+    if version.major != 1 {
+        return Err(err(format!(
+            "Kubernetes versions are 1.x, not {}.x",
+            version.major
+        )));
+    }
+    Ok(version)
 }
 
 /// Why an etcd image tag is not a version.
@@ -147,27 +394,106 @@ mod tests {
     }
 
     #[test]
-    fn the_table_is_contiguous_and_every_tag_parses() {
-        for pair in SUPPORTED_ETCD_VERSIONS.windows(2) {
-            assert_eq!(pair[0].0 + 1, pair[1].0, "{pair:?}");
+    fn the_releases_are_contiguous_and_every_map_is_too() {
+        assert_eq!(KUBEADM_RELEASES[0].minor, OLDEST_KUBEADM_MINOR);
+        assert_eq!(
+            KUBEADM_RELEASES[KUBEADM_RELEASES.len() - 1].minor,
+            NEWEST_KUBEADM_MINOR
+        );
+        for pair in KUBEADM_RELEASES.windows(2) {
+            assert_eq!(pair[0].minor + 1, pair[1].minor);
         }
-        for (minor, tag) in SUPPORTED_ETCD_VERSIONS {
-            let etcd = etcd_semver_from_tag(tag).unwrap();
-            assert!(etcd >= v("3.5.0"), "1.{minor}: {tag}");
+        for release in KUBEADM_RELEASES {
+            // kubeadm's map always ends at its own minor.
+            assert_eq!(
+                release.supported_etcd.last().unwrap().0,
+                release.minor,
+                "{release:?}"
+            );
+            for pair in release.supported_etcd.windows(2) {
+                assert_eq!(pair[0].0 + 1, pair[1].0, "{release:?}");
+            }
+            for (_, tag) in release.supported_etcd {
+                assert!(etcd_semver_from_tag(tag).unwrap() >= v("3.5.11"), "{tag}");
+            }
         }
     }
 
+    /// The differences issue 12's audit found, one assertion per kubeadm source.
     #[test]
-    fn known_minors_use_their_final_tag() {
+    fn each_release_renders_as_its_source_says() {
+        let r = |minor| KubeadmRelease::for_minor(minor).0;
+        // k/k#124465: /livez and /readyz from 1.31.
+        assert_eq!(r(30).probes, ProbeStyle::Health);
+        assert_eq!(r(31).probes, ProbeStyle::LivezReadyz);
+        // k/k#132776: the named probe port from 1.34.
+        assert!(!r(33).named_probe_port);
+        assert!(r(34).named_probe_port);
+        // k/k#130989: no creationTimestamp from 1.34.
+        assert!(r(33).creation_timestamp_null);
+        assert!(!r(34).creation_timestamp_null);
+        // local.go per release: 1.31-1.33 old, 1.34/1.35 by tag, 1.36+ new.
+        assert!(!r(33).graduated_flags_for("3.6.5-0"));
+        assert!(r(34).graduated_flags_for("3.6.5-0"));
+        assert!(
+            !r(34).graduated_flags_for("3.6.0-0"),
+            "3.6.0-0 is a pre-release"
+        );
+        assert!(r(35).graduated_flags_for("v3.6.0"));
+        assert!(!r(35).graduated_flags_for("3.5.24-0"));
+        assert!(
+            !r(35).graduated_flags_for("latest"),
+            "unparsable: old spelling"
+        );
+        assert!(r(36).graduated_flags_for("3.5.24-0"));
+    }
+
+    #[test]
+    fn skew_follows_the_kubeadm_release() {
+        let k8s_134 = v("1.34.3");
+        let (kubeadm_134, _) = KubeadmRelease::for_minor(34);
+        let (kubeadm_135, _) = KubeadmRelease::for_minor(35);
+        assert_eq!(kubeadm_134.etcd_tag_for(&k8s_134), ("3.6.11-0", None));
+        assert_eq!(kubeadm_135.etcd_tag_for(&k8s_134), ("3.5.24-0", None));
+        let (tag, warning) = kubeadm_135.etcd_tag_for(&v("1.36.0"));
+        assert_eq!(tag, "3.6.11-0");
+        assert_eq!(
+            warning.unwrap(),
+            "could not find officially supported version of etcd for Kubernetes v1.36.0, \
+             falling back to the nearest etcd version (3.6.11-0); kubeadm v1.35 knows \
+             Kubernetes v1.33 to v1.35"
+        );
+    }
+
+    #[test]
+    fn the_release_is_the_requested_one_else_kubernetes_version_else_the_newest() {
+        let k8s = v("1.31.2");
+        assert_eq!(KubeadmRelease::select(Some(33), Some(&k8s)).0.minor, 33);
+        assert_eq!(KubeadmRelease::select(None, Some(&k8s)).0.minor, 31);
+        assert_eq!(
+            KubeadmRelease::select(None, None).0.minor,
+            NEWEST_KUBEADM_MINOR
+        );
+        let (release, warning) = KubeadmRelease::select(None, Some(&v("1.26.0")));
+        assert_eq!(release.minor, 29);
+        assert_eq!(
+            warning.unwrap(),
+            "kubeadm v1.26 is not modelled by this tool (it knows v1.29 to v1.37); rendering as kubeadm v1.29 does"
+        );
+        assert_eq!(KubeadmRelease::select(Some(40), None).0.minor, 37);
+    }
+
+    #[test]
+    fn known_minors_use_their_own_release() {
         let cases = [
-            ("1.22.0", "3.5.6-0"),
-            ("1.26.15", "3.5.10-0"),
-            ("1.28.3", "3.5.15-0"),
+            ("1.29.0", "3.5.15-0"),
+            ("1.30.14", "3.5.15-0"),
             ("1.31.0", "3.5.24-0"),
-            ("1.32.7", "3.5.24-0"),
             ("1.33.1", "3.5.24-0"),
-            ("1.34.0", "3.6.9-0"),
-            ("1.36.2", "3.6.9-0"),
+            ("1.34.0", "3.6.11-0"),
+            ("1.35.2", "3.6.11-0"),
+            ("1.36.2", "3.6.11-0"),
+            ("1.37.0", "3.7.0-0"),
         ];
         for (k8s, tag) in cases {
             assert_eq!(
@@ -176,23 +502,31 @@ mod tests {
                 "{k8s}"
             );
         }
+        let (tag, warning) = etcd_version_for_kubernetes(&v("1.38.0"));
+        assert_eq!(tag, "3.7.0-0");
+        assert!(warning.unwrap().contains("v1.38.0"));
     }
 
     #[test]
-    fn unknown_minors_fall_back_to_the_nearest_with_a_warning() {
-        let (tag, warning) = etcd_version_for_kubernetes(&v("1.37.0"));
-        assert_eq!(tag, "3.6.9-0");
+    fn kubernetes_versions_parse_once_for_everyone() {
+        assert_eq!(parse_kubernetes_version("v1.33.2").unwrap(), v("1.33.2"));
         assert_eq!(
-            warning.unwrap(),
-            "could not find officially supported version of etcd for Kubernetes v1.37.0, \
-             falling back to the nearest etcd version (3.6.9-0); this tool knows Kubernetes \
-             v1.22 to v1.36"
+            parse_kubernetes_version(" 1.34.0-rc.1").unwrap(),
+            v("1.34.0-rc.1")
         );
-        let (tag, warning) = etcd_version_for_kubernetes(&v("1.21.14"));
-        assert_eq!(tag, "3.5.6-0");
-        assert!(warning.unwrap().contains("v1.21.14"));
-        assert_eq!(etcd_version_for_kubernetes(&v("2.0.0")).0, "3.6.9-0");
-        assert_eq!(etcd_version_for_kubernetes(&v("0.9.0")).0, "3.5.6-0");
+        let err = parse_kubernetes_version("stable").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid Kubernetes version \"stable\": unexpected character 's' while parsing major version number"
+        );
+        assert_eq!(
+            parse_kubernetes_version("2.0.0").unwrap_err().reason,
+            "Kubernetes versions are 1.x, not 2.x"
+        );
+        assert_eq!(
+            parse_kubernetes_version("").unwrap_err().reason,
+            "it is empty"
+        );
     }
 
     #[test]

@@ -54,7 +54,7 @@ fn write_mapping(m: &Mapping, indent: usize, out: &mut String) {
     for (k, v) in m {
         pad(indent, out);
         let mut key = String::new();
-        write_scalar(k, indent, &mut key);
+        write_scalar(k, None, &mut key);
         // Bytes, not characters: never longer than the limit, at worst explicit needlessly.
         if key.len() > MAX_IMPLICIT_KEY {
             out.push_str("? ");
@@ -123,19 +123,67 @@ fn write_inline(v: &Value, indent: usize, out: &mut String) {
         Value::Mapping(_) => out.push_str("{}"),
         Value::Sequence(_) => out.push_str("[]"),
         Value::String(s) if literal_ok(s) => write_literal(s, indent, out),
-        other => write_scalar(other, indent, out),
+        other => write_scalar(other, Some(indent), out),
     }
 }
 
-fn write_scalar(v: &Value, _indent: usize, out: &mut String) {
+/// go-yaml's `best_width`: past this column a plain or single-quoted scalar is folded at
+/// its next single space.
+const BEST_WIDTH: usize = 80;
+
+/// A scalar as go-yaml (v2, which sigs.k8s.io/yaml and so kubeadm use) writes it: plain
+/// when it reads back as the same string; double-quoted when plain it would read as
+/// another type (`"true"`, `"100"`, `""`) or it holds characters only escapes can carry;
+/// single-quoted otherwise (`'*.example.com'`, `'a: b'`). `fold_indent`: where a folded
+/// line continues, `None` for a mapping key (never folded).
+fn write_scalar(v: &Value, fold_indent: Option<usize>, out: &mut String) {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Number(n) => out.push_str(&n.to_string()),
-        Value::String(s) if plain_ok(s) => out.push_str(s),
+        Value::String(s) if plain_ok(s) => write_folded(s, fold_indent, out),
+        Value::String(s) if single_quote_ok(s) => {
+            out.push('\'');
+            write_folded(&s.replace('\'', "''"), fold_indent, out);
+            out.push('\'');
+        }
         Value::String(s) => write_double_quoted(s, out),
         // Not reached: `supported` sends these to serde_yaml.
         Value::Sequence(_) | Value::Mapping(_) | Value::Tagged(_) => out.push_str("null"),
+    }
+}
+
+/// go-yaml picks double quotes for a string that would read as another type, and libyaml's
+/// emitter needs them for what a single-quoted scalar cannot carry.
+fn single_quote_ok(s: &str) -> bool {
+    !s.is_empty()
+        && !resolves_to_non_string(s)
+        && !s
+            .chars()
+            .any(|c| c.is_control() || c == '\u{feff}' || c == '\u{2028}' || c == '\u{2029}')
+}
+
+/// `text` with libyaml's folding: a single space past [`BEST_WIDTH`] that is neither
+/// first nor last and not followed by another space becomes a line break and indentation.
+/// Readers fold the break back into one space.
+fn write_folded(text: &str, fold_indent: Option<usize>, out: &mut String) {
+    let Some(indent) = fold_indent else {
+        out.push_str(text);
+        return;
+    };
+    let mut column = out.len() - out.rfind('\n').map_or(0, |i| i + 1);
+    let chars: Vec<char> = text.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        let single_space =
+            c == ' ' && i > 0 && i + 1 < chars.len() && chars[i - 1] != ' ' && chars[i + 1] != ' ';
+        if single_space && column > BEST_WIDTH {
+            out.push('\n');
+            pad(indent, out);
+            column = indent;
+        } else {
+            out.push(c);
+            column += 1;
+        }
     }
 }
 
@@ -339,6 +387,30 @@ mod tests {
         }
     }
 
+    /// libyaml's emitter folds a long plain scalar at a single space past column 80.
+    #[test]
+    fn long_values_fold_as_go_yaml_folds_them() {
+        let long = "word ".repeat(30).trim_end().to_string();
+        let mut m = Mapping::new();
+        m.insert(Value::String("key".into()), Value::String(long.clone()));
+        let out = to_string(&Value::Mapping(m.clone())).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines.len() > 1, "{out}");
+        assert!(lines[1].starts_with("  word"), "{out}");
+        assert!(
+            lines[0].len() > BEST_WIDTH && lines[0].len() < BEST_WIDTH + 6,
+            "{out}"
+        );
+        assert_eq!(
+            serde_yaml::from_str::<Value>(&out).unwrap(),
+            Value::Mapping(m)
+        );
+        assert_eq!(
+            to_string(&Value::String("*.example.com".into())).unwrap(),
+            "'*.example.com'\n"
+        );
+    }
+
     #[test]
     fn yaml_1_1_specials_are_quoted() {
         for s in [
@@ -399,7 +471,14 @@ mod tests {
             "12_345",
         ] {
             let out = to_string(&Value::String(s.into())).unwrap();
-            assert!(out.starts_with('"'), "{s:?} -> {out}");
+            // go-yaml (v2): double quotes for what would read as another type or needs an
+            // escape, single quotes for what is only an indicator problem.
+            let quote = if s.is_empty() || resolves_to_non_string(s) || s.contains('\t') {
+                '"'
+            } else {
+                '\''
+            };
+            assert!(out.starts_with(quote), "{s:?} -> {out}");
             assert_eq!(
                 roundtrip(&Value::String(s.into())),
                 Value::String(s.into()),

@@ -30,7 +30,50 @@ fn openssl(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// kubeadm's `NewSignedCert`: a serial drawn uniformly from [1, MaxInt64). The snapshots
+/// redact it, so it is checked here: in range, and different for every certificate.
+fn check_serials(dir: &Path) {
+    let mut seen = std::collections::BTreeSet::new();
+    for id in CertId::ALL {
+        let pem = std::fs::read(id.cert_path(dir)).unwrap();
+        let desc = describe_certificate(&pem).unwrap();
+        let hex: String = desc
+            .serial
+            .chars()
+            .filter(char::is_ascii_hexdigit)
+            .collect();
+        let serial = u128::from_str_radix(&hex, 16)
+            .unwrap_or_else(|e| panic!("{}: serial {:?}: {e}", id.base_name(), desc.serial));
+        assert!(
+            (1..i64::MAX as u128).contains(&serial),
+            "{}: serial {serial} is outside kubeadm's [1, MaxInt64)",
+            id.base_name()
+        );
+        assert!(
+            seen.insert(serial),
+            "{}: serial {serial} repeated",
+            id.base_name()
+        );
+    }
+}
+
+/// kubeadm's key PEM forms (`keyutil.MarshalPrivateKeyToPEM`): PKCS#1 for RSA, SEC1 for
+/// ECDSA.
+fn check_key_forms(dir: &Path) {
+    for id in CertId::ALL {
+        let text = std::fs::read_to_string(id.key_path(dir)).unwrap();
+        let first = text.lines().next().unwrap();
+        assert!(
+            first == "-----BEGIN RSA PRIVATE KEY-----" || first == "-----BEGIN EC PRIVATE KEY-----",
+            "{}: {first}",
+            id.base_name()
+        );
+    }
+}
+
 fn snapshot_all(dir: &Path) -> String {
+    check_serials(dir);
+    check_key_forms(dir);
     let mut out = String::new();
     for id in CertId::ALL {
         let pem = std::fs::read(id.cert_path(dir)).unwrap();
@@ -146,8 +189,9 @@ fn files_have_kubeadms_paths_and_modes() {
     )
     .unwrap();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(&cert_dir), 0o700);
-    assert_eq!(mode(&cert_dir.join("etcd")), 0o700);
+    // kubeadm's certutil.WriteCert and keyutil.WriteKey: os.MkdirAll(dir, 0755).
+    assert_eq!(mode(&cert_dir), 0o755);
+    assert_eq!(mode(&cert_dir.join("etcd")), 0o755);
     let mut files: Vec<String> = walk(&cert_dir)
         .into_iter()
         .map(|p| {
@@ -450,4 +494,80 @@ fn reuses_a_kubeadm_style_pkcs1_ca() {
         CertId::EtcdServer.cert_path(dir.path()).to_str().unwrap(),
     ]);
     assert!(verified.ends_with(": OK\n"));
+}
+
+/// The files a kubeadm-layout node gets from this tool are where kubeadm's later phases
+/// look for them: the apiserver's `--etcd-cafile`, `--etcd-certfile`, `--etcd-keyfile`
+/// (kubeadm's controlplane/manifests.go, constants `EtcdCACertName`,
+/// `APIServerEtcdClientCertName`, `APIServerEtcdClientKeyName`), the kubelet's static Pod
+/// directory (`GetStaticPodFilepath("etcd", "/etc/kubernetes/manifests")`) and the
+/// manifest's own certificate flags. The root is a temporary directory standing for `/`.
+#[test]
+fn a_kubeadm_layout_node_gets_its_files_where_kubeadm_looks() {
+    let root = tempfile::tempdir().unwrap();
+    let kubernetes = root.path().join("etc/kubernetes");
+    let cert_dir = kubernetes.join("pki");
+    let manifest_dir = kubernetes.join("manifests");
+    let cfg = phases::config::load_str(
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nnodeRegistration:\n  name: cp-0\nlocalAPIEndpoint:\n  advertiseAddress: 10.0.0.10\n---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.35.0\n",
+        None,
+    )
+    .unwrap();
+    ensure_certificates(
+        &PkiConfig::from_kubeadm(&cfg, cert_dir.clone()),
+        &CertId::ALL,
+        false,
+    )
+    .unwrap();
+    let pod = phases::manifest::etcd_pod(
+        &cfg,
+        &phases::manifest::ManifestOptions::first_member("/etc/kubernetes/pki".into()),
+    )
+    .unwrap();
+    let yaml = phases::manifest::render_yaml(&pod).unwrap();
+    let backup_dir = kubernetes.join("tmp");
+    phases::manifest::write_manifest(&manifest_dir, &backup_dir, &yaml).unwrap();
+
+    let under_root = |absolute: &str| root.path().join(absolute.trim_start_matches('/'));
+    // Where kube-apiserver's flags (kubeadm) and kubeadm's etcd client point.
+    for path in [
+        "/etc/kubernetes/pki/etcd/ca.crt",
+        "/etc/kubernetes/pki/etcd/ca.key",
+        "/etc/kubernetes/pki/etcd/server.crt",
+        "/etc/kubernetes/pki/etcd/server.key",
+        "/etc/kubernetes/pki/etcd/peer.crt",
+        "/etc/kubernetes/pki/etcd/peer.key",
+        "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+        "/etc/kubernetes/pki/etcd/healthcheck-client.key",
+        "/etc/kubernetes/pki/apiserver-etcd-client.crt",
+        "/etc/kubernetes/pki/apiserver-etcd-client.key",
+        "/etc/kubernetes/manifests/etcd.yaml",
+    ] {
+        assert!(under_root(path).is_file(), "{path} is missing");
+    }
+    assert_eq!(
+        phases::manifest::manifest_path(&under_root(phases::manifest::DEFAULT_MANIFEST_DIR)),
+        manifest_dir.join("etcd.yaml")
+    );
+    // Every file the etcd command names exists on this node.
+    let command = &pod.spec.as_ref().unwrap().containers[0]
+        .command
+        .clone()
+        .unwrap();
+    let mut named = 0;
+    for arg in command {
+        let Some((flag, value)) = arg.split_once('=') else {
+            continue;
+        };
+        if flag.ends_with("-file") {
+            assert!(under_root(value).is_file(), "{flag}: {value} is missing");
+            named += 1;
+        }
+    }
+    assert_eq!(named, 6, "{command:?}");
+    // The certs volume is kubeadm's `<certificatesDir>/etcd`.
+    assert!(
+        yaml.contains("      path: /etc/kubernetes/pki/etcd\n"),
+        "{yaml}"
+    );
 }

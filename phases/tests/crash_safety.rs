@@ -225,7 +225,7 @@ fn assert_observations(
             // The tool made these directories; a user's existing ones are left alone.
             assert_eq!(
                 o.dir_mode,
-                0o700,
+                phases::pki::DIR_MODE,
                 "{context}: {} at {:?}: directory mode",
                 o.path.display(),
                 o.step
@@ -283,8 +283,9 @@ fn a_full_run_writes_every_key_with_mode_0600_from_its_creation_on() {
     for (path, want) in &modes {
         assert_eq!(mode(path), *want, "{}", path.display());
     }
-    assert_eq!(mode(&cert_dir), 0o700);
-    assert_eq!(mode(&cert_dir.join("etcd")), 0o700);
+    // kubeadm's certutil.WriteCert / keyutil.WriteKey: os.MkdirAll(dir, 0755).
+    assert_eq!(mode(&cert_dir), 0o755);
+    assert_eq!(mode(&cert_dir.join("etcd")), 0o755);
 }
 
 /// Interrupts write `write` of a new certificate directory at `step` with `fault`, then

@@ -1,6 +1,9 @@
 //! Snapshots of the rendered etcd manifest for every configuration in
-//! `testdata/manifest/`. A configuration may set test inputs in comments:
-//! `# test.initialCluster: name=url,name=url` renders a joining member.
+//! `testdata/manifest/`: kubeadm's own rendering for every kubeadm minor 1.29-1.37
+//! (`kubeadm-1.N.yaml`), skew cases (`skew-*.yaml`) and the configuration features. Each
+//! file's comment names the kubeadm source it follows. A configuration may set test inputs
+//! in comments: `# test.initialCluster: name=url,name=url` renders a joining member,
+//! `# test.kubeadmVersion: N` emulates kubeadm 1.N rather than kubernetesVersion's minor.
 
 use std::path::Path;
 
@@ -29,9 +32,20 @@ fn options_for(cfg: &config::KubeadmConfig, text: &str) -> ManifestOptions {
     }
 }
 
+fn kubeadm_minor(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("# test.kubeadmVersion:"))
+        .map(|m| m.trim().parse().expect("a kubeadm minor"))
+}
+
 fn render(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap();
-    let cfg = config::load_str(&text, Some(Path::new(path.file_name().unwrap()))).unwrap();
+    let cfg = config::load_str_as(
+        &text,
+        Some(Path::new(path.file_name().unwrap())),
+        kubeadm_minor(&text),
+    )
+    .unwrap();
     assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
     let pod = manifest::etcd_pod(&cfg, &options_for(&cfg, &text)).unwrap();
     let yaml = manifest::render_yaml(&pod).unwrap();
@@ -41,10 +55,18 @@ fn render(path: &Path) -> String {
         manifest::render_yaml(&manifest::etcd_pod(&cfg, &options_for(&cfg, &text)).unwrap())
             .unwrap()
     );
-    // The YAML reads back as the same Pod (no scalar changed type in the emitter).
+    // The YAML reads back as the same Pod as the JSON rendering (no scalar changed type in
+    // the emitter).
     let back: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
-    assert_eq!(back, serde_json::to_value(&pod).unwrap());
-    yaml
+    let json: serde_json::Value =
+        serde_json::from_str(&manifest::render_json(&pod).unwrap()).unwrap();
+    assert_eq!(back, json);
+    // What the kubeadm release emulated is, in the snapshot, so a reviewer sees it.
+    format!(
+        "# {}
+{yaml}",
+        cfg.emulated_kubeadm()
+    )
 }
 
 #[test]

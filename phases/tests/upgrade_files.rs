@@ -146,7 +146,7 @@ async fn output_goes_to_the_file_asked_for() {
 }
 
 #[tokio::test]
-async fn dry_run_and_nothing_to_change_write_no_file() {
+async fn dry_run_writes_no_file_and_nothing_to_change_writes_the_input() {
     let dir = tempfile::tempdir().unwrap();
     let from = write(dir.path(), "cm.yaml", CM);
     let to = dir.path().join("out.yaml");
@@ -181,18 +181,20 @@ async fn dry_run_and_nothing_to_change_write_no_file() {
         .await
         .unwrap();
     assert!(!report.changed);
+    // Nothing to change still writes --to-file, byte for byte the input: pipelines read it.
     assert_eq!(
         (report.written, report.output, report.diff),
-        (None, None, None)
+        (Some(to.display().to_string()), None, None)
     );
     assert_eq!(
         report.lines.last().unwrap(),
         &format!(
-            "[upgrade/feature-gates] {} left as it is; no output written",
-            from.display()
+            "[upgrade/feature-gates] {} left as it is; wrote it unchanged to {}",
+            from.display(),
+            to.display()
         )
     );
-    assert!(!to.exists());
+    assert_eq!(std::fs::read(&to).unwrap(), std::fs::read(&from).unwrap());
 }
 
 #[tokio::test]

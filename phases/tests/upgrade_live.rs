@@ -759,9 +759,16 @@ async fn etcd_pod_discovery_waits_a_bounded_time() {
         let late = TestApiServer::start().await;
         let client = late.client();
         let waiter = tokio::spawn(async move { etcd_client_urls_from_pods_within(&client, Duration::from_secs(10)).await });
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The Pod appears only once the waiter has listed and found nothing, so the answer
+        // can only come from a retry (a sleep instead let a first, late list find it).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while late.count("GET", Some(200)) == 0 {
+            assert!(std::time::Instant::now() < deadline, "the waiter never listed Pods");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         late.insert_pod(etcd_pod("kube-system", "etcd-cp-1", Some("https://10.0.0.11:2379"), "etcd"));
         assert_eq!(waiter.await.unwrap().unwrap(), ["https://10.0.0.11:2379"]);
+        assert!(late.count("GET", Some(200)) >= 2, "found by a retry");
 
         let forbidden = TestApiServer::start().await;
         forbidden.forbid("list");

@@ -16,13 +16,18 @@ use super::{
 /// configuration) and that this tool passes over without a word.
 const COMPONENT_CONFIG_GROUPS: &[&str] = &["kubelet.config.k8s.io", "kubeproxy.config.k8s.io"];
 
-/// Reads and resolves the kubeadm configuration in `path`.
+/// Reads and resolves the kubeadm configuration in `path`, with kubeadm's host defaults
+/// for a node name or advertise address the file leaves out
+/// ([`KubeadmConfig::apply_host_defaults`]), so that a file holding only a
+/// ClusterConfiguration works as it does with `kubeadm init phase etcd local --config`.
 pub fn load_file(path: &Path) -> Result<KubeadmConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    load_str(&text, Some(path))
+    let mut config = load_str(&text, Some(path))?;
+    config.notes = config.apply_host_defaults();
+    Ok(config)
 }
 
 struct Document {
@@ -31,9 +36,31 @@ struct Document {
     api_version: ApiVersion,
 }
 
+/// [`load_file`], checked against kubeadm `1.kubeadm_minor` rather than the minor of
+/// `kubernetesVersion` (the caller's `--kubeadm-version`).
+pub fn load_file_as(path: &Path, kubeadm_minor: Option<u64>) -> Result<KubeadmConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut config = load_str_as(&text, Some(path), kubeadm_minor)?;
+    config.notes = config.apply_host_defaults();
+    Ok(config)
+}
+
 /// Reads and resolves a kubeadm configuration from text; `source` only names it in
-/// messages.
+/// messages. Rules that differ between kubeadm releases follow the minor of
+/// `kubernetesVersion`.
 pub fn load_str(text: &str, source: Option<&Path>) -> Result<KubeadmConfig, ConfigError> {
+    load_str_as(text, source, None)
+}
+
+/// [`load_str`], checked against kubeadm `1.kubeadm_minor` when given.
+pub fn load_str_as(
+    text: &str,
+    source: Option<&Path>,
+    kubeadm_minor: Option<u64>,
+) -> Result<KubeadmConfig, ConfigError> {
     let source_name = source.map_or_else(|| "<config>".to_string(), |p| p.display().to_string());
     let mut warnings = Vec::new();
 
@@ -121,6 +148,7 @@ pub fn load_str(text: &str, source: Option<&Path>) -> Result<KubeadmConfig, Conf
 
     let mut config = KubeadmConfig {
         source: source.map(PathBuf::from),
+        kubeadm_minor,
         ..KubeadmConfig::default()
     };
     if let Some(first) = documents.first() {
@@ -144,6 +172,7 @@ pub fn load_str(text: &str, source: Option<&Path>) -> Result<KubeadmConfig, Conf
                 config.node.name = init.node_registration.name.clone();
                 config.node.advertise_address =
                     init.local_api_endpoint.advertise_address.map(|ip| ip.0);
+                config.patches_directory = ctx.patches(init.patches, doc)?;
                 ctx.apply_timeouts(&mut config.timeouts, init.timeouts, doc, v, &mut warnings);
             }
             ("JoinConfiguration", v) => {
@@ -154,12 +183,19 @@ pub fn load_str(text: &str, source: Option<&Path>) -> Result<KubeadmConfig, Conf
                     .control_plane
                     .as_ref()
                     .and_then(|cp| cp.local_api_endpoint.advertise_address.map(|ip| ip.0));
+                config.patches_directory = ctx.patches(join.patches, doc)?;
                 ctx.apply_timeouts(&mut config.timeouts, join.timeouts, doc, v, &mut warnings);
             }
             ("ClusterConfiguration", ApiVersion::V1Beta3) => {
                 let cluster: raw::ClusterConfiguration<ExtraArgsMap> =
                     ctx.typed(nth(), doc, &mut warnings)?;
                 config.api_version = ApiVersion::V1Beta3;
+                // kubeadm converts v1beta3's apiServer.timeoutForControlPlane to
+                // timeouts.controlPlaneComponentHealthCheck (v1beta3 conversion.go), which
+                // sizes the etcd startup probe.
+                if let Some(d) = ctx.timeout_for_control_plane(&cluster, doc)? {
+                    config.timeouts.control_plane_component_health_check = d;
+                }
                 config.cluster = ctx.cluster(cluster, doc, &mut warnings)?;
             }
             ("ClusterConfiguration", ApiVersion::V1Beta4) => {
@@ -181,6 +217,15 @@ pub fn load_str(text: &str, source: Option<&Path>) -> Result<KubeadmConfig, Conf
             return Err(ctx.field_error(kind, *version, "nodeRegistration.name", message));
         }
     }
+    // kubeadm reads an unspecified advertise address (0.0.0.0, ::) as "choose one": the
+    // address of the default route (`SetAPIEndpointDynamicDefaults`).
+    if config
+        .node
+        .advertise_address
+        .is_some_and(|ip| ip.is_unspecified())
+    {
+        config.node.advertise_address = None;
+    }
     if let (Some(ip), Some((kind, version))) = (config.node.advertise_address, &node_kind) {
         if let Err(message) = validate_advertise_address(ip) {
             let field = if kind == "JoinConfiguration" {
@@ -190,6 +235,10 @@ pub fn load_str(text: &str, source: Option<&Path>) -> Result<KubeadmConfig, Conf
             };
             return Err(ctx.field_error(kind, *version, field, message));
         }
+    }
+
+    if let Some(doc) = documents.iter().find(|d| d.kind == "ClusterConfiguration") {
+        ctx.feature_gates(&config, doc, &mut warnings)?;
     }
 
     config.warnings = warnings;
@@ -343,6 +392,131 @@ impl Ctx<'_> {
         }
     }
 
+    /// kubeadm's `ValidateFeatureGates` for the release emulated: a gate that release does
+    /// not know (never had, or removed) is "not a valid feature name", a locked gate set
+    /// to the other value is refused, and a deprecated one is accepted with its warning.
+    /// One more rule is this tool's: `EtcdLearnerMode: false` is refused, because every
+    /// member this tool adds joins as a learner.
+    fn feature_gates(
+        &self,
+        config: &KubeadmConfig,
+        doc: &Document,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), ConfigError> {
+        use crate::upgrade::feature_gates::{gate_table, GateState, Stage};
+        let (release, _) = config.kubeadm_release();
+        let minor = release.minor;
+        let table = gate_table();
+        for (name, &value) in &config.cluster.feature_gates {
+            let field = format!("featureGates.{name}");
+            let refuse = |message: String| {
+                Err(self.field_error(&doc.kind, doc.api_version, &field, message))
+            };
+            let state = table.gate(name).map(|g| g.state(minor));
+            let entry = match state {
+                Some(GateState::Available(entry)) => entry,
+                Some(GateState::Removed { entry, .. }) => {
+                    let note = entry
+                        .note
+                        .as_deref()
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default();
+                    return refuse(format!(
+                        "{name} is not a valid feature name: kubeadm removed it in v1.{}{note}; \
+                         delete it (emulating kubeadm v1.{minor})",
+                        entry.since
+                    ));
+                }
+                Some(GateState::NotYetIntroduced { introduced }) => {
+                    return refuse(format!(
+                        "{name} is not a valid feature name: kubeadm v1.{minor} does not know it \
+                         (it appeared in v1.{introduced})"
+                    ));
+                }
+                None => {
+                    let known: Vec<&str> = table
+                        .gates
+                        .iter()
+                        .filter(|g| matches!(g.state(minor), GateState::Available(_)))
+                        .map(|g| g.name.as_str())
+                        .collect();
+                    return refuse(format!(
+                        "{name} is not a valid feature name (kubeadm v1.{minor} knows: {})",
+                        known.join(", ")
+                    ));
+                }
+            };
+            let default = entry.default.unwrap_or(false);
+            if entry.locked && value != default {
+                return refuse(format!(
+                    "{name} is locked to {default} and cannot be set to {value}"
+                ));
+            }
+            if name == "EtcdLearnerMode" && !value {
+                return refuse(
+                    "EtcdLearnerMode: false asks kubeadm to add members as voters; kubeadm-etcd \
+                     only adds members as learners and promotes them once they caught up, so it \
+                     does not offer the voter path: remove the gate or set it to true"
+                        .into(),
+                );
+            }
+            if entry.stage == Stage::Deprecated {
+                warnings.push(format!(
+                    "{}: ClusterConfiguration: featureGates.{name} is deprecated in kubeadm v1.{minor}",
+                    self.source_name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `patches.directory`, which must be absolute when set (kubeadm reads it relative to
+    /// nothing else).
+    fn patches(&self, raw: raw::Opaque, doc: &Document) -> Result<Option<PathBuf>, ConfigError> {
+        let Some(patches) = raw else { return Ok(None) };
+        let directory = match patches.get("directory") {
+            None | Some(serde_yaml::Value::Null) => return Ok(None),
+            Some(serde_yaml::Value::String(s)) if s.is_empty() => return Ok(None),
+            Some(serde_yaml::Value::String(s)) => s.clone(),
+            Some(_) => {
+                return Err(self.field_error(
+                    &doc.kind,
+                    doc.api_version,
+                    "patches.directory",
+                    "must be a string: the path of a directory of patch files".into(),
+                ))
+            }
+        };
+        Ok(Some(PathBuf::from(directory)))
+    }
+
+    /// v1beta3's `apiServer.timeoutForControlPlane`.
+    fn timeout_for_control_plane<A: ExtraArgs>(
+        &self,
+        cluster: &raw::ClusterConfiguration<A>,
+        doc: &Document,
+    ) -> Result<Option<GoDuration>, ConfigError> {
+        let Some(value) = cluster
+            .api_server
+            .as_ref()
+            .and_then(|a| a.get("timeoutForControlPlane"))
+        else {
+            return Ok(None);
+        };
+        let field = "apiServer.timeoutForControlPlane";
+        let text = value.as_str().ok_or_else(|| {
+            self.field_error(
+                &doc.kind,
+                doc.api_version,
+                field,
+                "must be a duration like \"4m0s\"".into(),
+            )
+        })?;
+        GoDuration::parse(text)
+            .map(Some)
+            .map_err(|e| self.field_error(&doc.kind, doc.api_version, field, e.to_string()))
+    }
+
     fn apply_timeouts(
         &self,
         timeouts: &mut Timeouts,
@@ -378,10 +552,15 @@ impl Ctx<'_> {
         let mut cluster = ClusterConfig::default();
 
         if let Some(v) = raw.kubernetes_version {
-            match parse_kubernetes_version(&v) {
+            match crate::versions::parse_kubernetes_version(&v) {
                 Ok(parsed) => cluster.kubernetes_semver = Some(parsed),
-                Err(message) => {
-                    return Err(self.field_error(kind, version, "kubernetesVersion", message))
+                Err(e) => {
+                    let message = if e.reason.starts_with("Kubernetes versions are") {
+                        format!("invalid value {v:?}: {}", e.reason)
+                    } else {
+                        format!("invalid value {v:?}: expected a Kubernetes version like v1.32.0 (release labels such as \"stable\" are not resolved)")
+                    };
+                    return Err(self.field_error(kind, version, "kubernetesVersion", message));
                 }
             }
             cluster.kubernetes_version = Some(v);
@@ -519,29 +698,42 @@ impl Ctx<'_> {
         } else {
             local.extra_envs = raw.extra_envs;
         }
-        local.server_cert_sans =
-            self.sans(raw.server_cert_sans, "etcd.local.serverCertSANs", warnings);
-        local.peer_cert_sans = self.sans(raw.peer_cert_sans, "etcd.local.peerCertSANs", warnings);
+        local.server_cert_sans = self.sans(
+            raw.server_cert_sans,
+            "etcd.local.serverCertSANs",
+            kind,
+            version,
+        )?;
+        local.peer_cert_sans =
+            self.sans(raw.peer_cert_sans, "etcd.local.peerCertSANs", kind, version)?;
         Ok(local)
     }
 
-    /// kubeadm keeps SANs that are IPs, DNS-1123 names or wildcard names and drops
-    /// anything else with a warning.
-    fn sans(&self, sans: Vec<String>, field: &str, warnings: &mut Vec<String>) -> Vec<String> {
-        sans.into_iter()
-            .filter(|san| {
-                let ok = san.parse::<IpAddr>().is_ok()
-                    || is_dns1123_name(san)
-                    || san.strip_prefix("*.").is_some_and(is_dns1123_name);
-                if !ok {
-                    warnings.push(format!(
-                        "{}: ClusterConfiguration: {field}: {san:?} is neither an IP address nor a DNS name; dropping it",
-                        self.source_name
-                    ));
-                }
-                ok
-            })
-            .collect()
+    /// kubeadm's `ValidateCertSANs`: every entry is an IP address, a DNS-1123 subdomain
+    /// or a wildcard one (`*.example.com`); anything else rejects the configuration.
+    fn sans(
+        &self,
+        sans: Vec<String>,
+        field: &str,
+        kind: &str,
+        version: ApiVersion,
+    ) -> Result<Vec<String>, ConfigError> {
+        for (i, san) in sans.iter().enumerate() {
+            let ok = san.parse::<IpAddr>().is_ok()
+                || is_dns1123_name(san)
+                || san.strip_prefix("*.").is_some_and(is_dns1123_name);
+            if !ok {
+                return Err(self.field_error(
+                    kind,
+                    version,
+                    &format!("{field}[{i}]"),
+                    format!(
+                        "invalid value {san:?}: altname is not a valid IP address, DNS label or a DNS label with subdomain wildcards"
+                    ),
+                ));
+            }
+        }
+        Ok(sans)
     }
 
     fn external(
@@ -577,16 +769,6 @@ impl Ctx<'_> {
             key_file: raw.key_file,
         })
     }
-}
-
-/// Parses `kubernetesVersion` (`v1.32.0`, `1.32.0`, `v1.33.0-rc.1`).
-pub fn parse_kubernetes_version(raw: &str) -> Result<semver::Version, String> {
-    let trimmed = raw.strip_prefix('v').unwrap_or(raw);
-    semver::Version::parse(trimmed).map_err(|_| {
-        format!(
-            "invalid value {raw:?}: expected a Kubernetes version like v1.32.0 (release labels such as \"stable\" are not resolved)"
-        )
-    })
 }
 
 /// An extraArgs name is a flag name without its dashes.

@@ -8,6 +8,7 @@
 
 pub mod duration;
 mod error;
+mod host;
 mod load;
 pub mod raw;
 
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 pub use duration::{DurationError, GoDuration};
 pub use error::{ConfigError, FieldError, Location};
-pub use load::{load_file, load_str};
+pub use load::{load_file, load_file_as, load_str, load_str_as};
 pub use raw::{Arg, EnvVar};
 
 pub const API_GROUP: &str = "kubeadm.k8s.io";
@@ -140,6 +141,16 @@ pub struct KubeadmConfig {
     pub node: NodeIdentity,
     pub cluster: ClusterConfig,
     pub timeouts: Timeouts,
+    /// `patches.directory` of the InitConfiguration or JoinConfiguration.
+    pub patches_directory: Option<PathBuf>,
+    /// The kubeadm minor release to emulate, when the caller names one (a command-line
+    /// choice, never a configuration field: kubeadm has none). `None`: the minor of
+    /// `kubernetesVersion`. See [`crate::versions::KubeadmRelease::select`].
+    #[serde(skip)]
+    pub kubeadm_minor: Option<u64>,
+    /// Defaults taken from the host ([`KubeadmConfig::apply_host_defaults`]), for `-v 1`.
+    #[serde(skip)]
+    pub notes: Vec<String>,
     /// Unknown fields and dropped values, as kubeadm's strict decoding reports them.
     #[serde(skip)]
     pub warnings: Vec<String>,
@@ -259,6 +270,9 @@ impl Default for KubeadmConfig {
             node: NodeIdentity::default(),
             cluster: ClusterConfig::default(),
             timeouts: Timeouts::default(),
+            patches_directory: None,
+            kubeadm_minor: None,
+            notes: Vec::new(),
             warnings: Vec::new(),
         }
     }
@@ -271,6 +285,60 @@ impl KubeadmConfig {
             || "the default configuration".to_string(),
             |p| p.display().to_string(),
         )
+    }
+
+    /// The kubeadm release whose behaviour this configuration is rendered with, and a
+    /// warning when that release is not modelled and the nearest one is used.
+    pub fn kubeadm_release(&self) -> (&'static crate::versions::KubeadmRelease, Option<String>) {
+        crate::versions::KubeadmRelease::select(
+            self.kubeadm_minor,
+            self.cluster.kubernetes_semver.as_ref(),
+        )
+    }
+
+    /// One line naming the kubeadm release emulated and why, for `-v 1` and `--dry-run`
+    /// output: "emulating kubeadm v1.34 (the minor of kubernetesVersion v1.34.2)".
+    pub fn emulated_kubeadm(&self) -> String {
+        let (release, _) = self.kubeadm_release();
+        let why = match (self.kubeadm_minor, &self.cluster.kubernetes_version) {
+            (Some(minor), _) if minor == release.minor => "as requested".to_string(),
+            (Some(minor), _) => format!("the nearest modelled release to the requested v1.{minor}"),
+            (None, Some(v)) => match &self.cluster.kubernetes_semver {
+                Some(k) if k.major == 1 && k.minor == release.minor => {
+                    format!("the minor of kubernetesVersion {v}")
+                }
+                _ => format!("the nearest modelled release to kubernetesVersion {v}"),
+            },
+            (None, None) => "the newest modelled release; kubernetesVersion is not set".to_string(),
+        };
+        format!("emulating kubeadm {} ({why})", release.name())
+    }
+
+    /// kubeadm's defaults for the node when the configuration leaves them out
+    /// (`SetNodeRegistrationDynamicDefaults`, `SetAPIEndpointDynamicDefaults`): the host
+    /// name, lowercased, as the node name, and the address of the default route's
+    /// interface as the advertise address. Returns what was defaulted, for `-v 1`.
+    /// A host without a usable name or default route leaves the field unset, and the
+    /// phase that needs it says so.
+    pub fn apply_host_defaults(&mut self) -> Vec<String> {
+        let mut applied = Vec::new();
+        if self.node.name.as_deref().is_none_or(str::is_empty) {
+            if let Some(name) = host::hostname().filter(|n| validate_node_name(n).is_ok()) {
+                applied.push(format!(
+                    "nodeRegistration.name defaults to the host name {name:?}"
+                ));
+                self.node.name = Some(name);
+            }
+        }
+        if self.node.advertise_address.is_none() {
+            if let Some(ip) = host::default_route_address() {
+                applied.push(format!(
+                    "the advertise address defaults to {ip}, the address of the default route"
+                ));
+                self.node.advertise_address = Some(ip);
+            }
+        }
+        applied
     }
 
     /// The node name, or an error that says where to set it.
@@ -304,9 +372,8 @@ impl KubeadmConfig {
     }
 }
 
-pub use load::{
-    is_dns1123_name, parse_kubernetes_version, validate_advertise_address, validate_node_name,
-};
+pub use crate::versions::parse_kubernetes_version;
+pub use load::{is_dns1123_name, validate_advertise_address, validate_node_name};
 
 #[cfg(test)]
 mod tests;

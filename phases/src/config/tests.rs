@@ -104,7 +104,7 @@ fn join_configuration_gives_the_control_plane_advertise_address() {
 #[test]
 fn unknown_fields_warn_and_loading_goes_on() {
     let cfg = load_str(
-        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\netcd:\n  local:\n    dataDirr: /data\n    serverCertSANs: [\"not a name!\"]\nfoo: 1\n",
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\netcd:\n  local:\n    dataDirr: /data\nfoo: 1\n",
         Some(Path::new("k.yaml")),
     )
     .unwrap();
@@ -113,7 +113,6 @@ fn unknown_fields_warn_and_loading_goes_on() {
         vec![
             "k.yaml: ClusterConfiguration (kubeadm.k8s.io/v1beta4): unknown field \"etcd.local.dataDirr\"; ignoring it (kubeadm's strict decoding would report it too)",
             "k.yaml: ClusterConfiguration (kubeadm.k8s.io/v1beta4): unknown field \"foo\"; ignoring it (kubeadm's strict decoding would report it too)",
-            "k.yaml: ClusterConfiguration: etcd.local.serverCertSANs: \"not a name!\" is neither an IP address nor a DNS name; dropping it",
         ]
     );
 }
@@ -153,6 +152,18 @@ fn bad_configurations_get_clear_errors() {
         ("missing-kind.yaml", &["document 1", "missing kind"]),
         ("invalid-node-name.yaml", &["field nodeRegistration.name (line 4, column 3)", "invalid value \"CP_1\""]),
         ("relative-data-dir.yaml", &["field etcd.local.dataDir (line 5, column 5)", "must be an absolute path"]),
+        // kubeadm's ValidateCertSANs: the entry is named, the configuration refused.
+        ("invalid-cert-san.yaml", &["field etcd.local.serverCertSANs[1]", "invalid value \"not a name!\": altname is not a valid IP address, DNS label or a DNS label with subdomain wildcards"]),
+        // kubeadm's ValidateFeatureGates ("... is not a valid feature name"), features.go of 1.34.
+        ("unknown-feature-gate.yaml", &["field featureGates.EtcdLernerMode (line 5, column 3)", "EtcdLernerMode is not a valid feature name (kubeadm v1.34 knows: ", "NodeLocalCRISocket"]),
+        // features.go of 1.36: PublicKeysECDSA removed with v1beta3 (k/k#136016).
+        ("removed-feature-gate.yaml", &["field featureGates.PublicKeysECDSA", "PublicKeysECDSA is not a valid feature name: kubeadm removed it in v1.36", "encryptionAlgorithm"]),
+        // features.go of 1.32: EtcdLearnerMode GA and locked (k/k#126374).
+        ("locked-feature-gate.yaml", &["field featureGates.EtcdLearnerMode", "EtcdLearnerMode is locked to true and cannot be set to false"]),
+        // Valid in kubeadm 1.27-1.31, refused here: this tool only joins through learners.
+        ("etcd-learner-mode-false.yaml", &["field featureGates.EtcdLearnerMode (line 5, column 3)", "only adds members as learners", "remove the gate or set it to true"]),
+        // v1beta3 conversion: apiServer.timeoutForControlPlane → controlPlaneComponentHealthCheck.
+        ("v1beta3-invalid-timeout-for-control-plane.yaml", &["field apiServer.timeoutForControlPlane (line 4, column 3)", "invalid duration \"four minutes\""]),
     ];
     let mut all = String::new();
     for (file, fragments) in cases {
@@ -209,4 +220,77 @@ fn init_and_join_together_are_refused() {
     assert!(err
         .to_string()
         .contains("both an InitConfiguration and a JoinConfiguration"));
+}
+
+/// kubeadm's `SetAPIEndpointDynamicDefaults`: an unspecified advertise address means
+/// "choose one" (the default route's), never an error.
+#[test]
+fn an_unspecified_advertise_address_is_left_to_the_host_default() {
+    let cfg = load_str(
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nnodeRegistration:\n  name: cp-0\nlocalAPIEndpoint:\n  advertiseAddress: 0.0.0.0\n",
+        None,
+    )
+    .unwrap();
+    assert_eq!(cfg.node.advertise_address, None);
+}
+
+/// A ClusterConfiguration-only file (the external-etcd guide's `kubeadm init phase etcd
+/// local --config`) gets the host's name and default-route address, as with kubeadm.
+#[test]
+fn host_defaults_fill_what_the_file_leaves_out() {
+    let mut cfg = load_str(
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n",
+        None,
+    )
+    .unwrap();
+    let notes = cfg.apply_host_defaults();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_lowercase();
+    if super::validate_node_name(&hostname).is_ok() {
+        assert_eq!(cfg.node.name.as_deref(), Some(hostname.as_str()));
+        assert!(notes[0].contains("defaults to the host name"), "{notes:?}");
+    }
+    // What is set is never replaced.
+    let mut named = cfg.clone();
+    named.node.name = Some("given".into());
+    named.node.advertise_address = Some("10.1.2.3".parse().unwrap());
+    assert!(named.apply_host_defaults().is_empty());
+    assert_eq!(named.node.name.as_deref(), Some("given"));
+}
+
+/// v1beta3's apiServer.timeoutForControlPlane is kubeadm's
+/// timeouts.controlPlaneComponentHealthCheck (v1beta3 conversion.go).
+#[test]
+fn v1beta3_timeout_for_control_plane_is_the_health_check_timeout() {
+    let cfg = load_str(
+        "apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\napiServer:\n  timeoutForControlPlane: 7m30s\n",
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.timeouts.control_plane_component_health_check.0,
+        std::time::Duration::from_secs(450)
+    );
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+}
+
+/// A deprecated gate is accepted with a warning (kubeadm's CheckDeprecatedFlags), and
+/// `patches.directory` is recorded for the manifest phase to refuse.
+#[test]
+fn deprecated_gates_warn_and_patches_are_recorded() {
+    let cfg = load_str(
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\npatches:\n  directory: /etc/kubeadm/patches\n---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.33.0\nfeatureGates:\n  PublicKeysECDSA: true\n",
+        Some(Path::new("p.yaml")),
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.warnings,
+        ["p.yaml: ClusterConfiguration: featureGates.PublicKeysECDSA is deprecated in kubeadm v1.33"]
+    );
+    assert_eq!(
+        cfg.patches_directory.as_deref(),
+        Some(Path::new("/etc/kubeadm/patches"))
+    );
 }

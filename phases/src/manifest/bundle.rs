@@ -12,8 +12,9 @@
 //! <host>/manifests/etcd.yaml  goes to /etc/kubernetes/manifests/etcd.yaml
 //! ```
 //!
-//! The CA key is never left in a host folder: while a host's certificates are signed it is
-//! copied in and removed right after, also when signing fails.
+//! The CA key is never written into a host folder, not even for a moment: every host's
+//! certificates are signed with the CA read from `ca/etcd/` ([`crate::pki::PkiConfig`]'s
+//! `ca_dir`), and a host folder only ever receives `ca.crt`.
 
 use std::fs;
 use std::net::IpAddr;

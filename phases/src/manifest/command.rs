@@ -7,21 +7,62 @@ use std::path::Path;
 
 use crate::config::Arg;
 use crate::pki::CertId;
+use crate::versions::KubeadmRelease;
 
 use super::{client_url, peer_url, Member};
 
 /// kubeadm's `EtcdMetricsPort`.
 pub const METRICS_PORT: u16 = 2381;
 
-/// What the etcd release in the image understands, decided from its version.
+/// What decides the etcd container's command and probes: the etcd release in the image
+/// (what it understands) and the kubeadm release emulated (how kubeadm words it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcdProfile {
     pub version: semver::Version,
+    /// kubeadm's spelling of the graduated flags for this image tag
+    /// ([`crate::versions::KubeadmRelease::graduated_flags_for`]).
+    pub graduated_flags: bool,
+    pub release: &'static KubeadmRelease,
 }
 
 impl EtcdProfile {
-    pub fn new(version: semver::Version) -> Self {
-        Self { version }
+    /// The profile kubeadm `release` renders for the image tag `tag` (etcd `version`),
+    /// except where etcd could not start with kubeadm's spelling: etcd before 3.6 knows
+    /// only the experimental flags and etcd 3.7 only the graduated ones (3.7 removed the
+    /// `--experimental-*` spellings). There this tool writes what etcd runs, and
+    /// [`EtcdProfile::deviation`] says so.
+    pub fn new(release: &'static KubeadmRelease, tag: &str, version: semver::Version) -> Self {
+        let kubeadm = release.graduated_flags_for(tag);
+        let v = (version.major, version.minor);
+        let graduated_flags = if v < (3, 6) {
+            false
+        } else if v >= (3, 7) {
+            true
+        } else {
+            kubeadm
+        };
+        Self {
+            graduated_flags,
+            version,
+            release,
+        }
+    }
+
+    /// Why the flags differ from what kubeadm `release` writes, when they do.
+    pub fn deviation(&self, tag: &str) -> Option<String> {
+        let kubeadm = self.release.graduated_flags_for(tag);
+        (kubeadm != self.graduated_flags).then(|| {
+            let (theirs, ours) = if kubeadm {
+                ("--feature-gates=InitialCorruptCheck=true and --watch-progress-notify-interval", "the --experimental-* spellings")
+            } else {
+                ("--experimental-initial-corrupt-check and --experimental-watch-progress-notify-interval", "the graduated spellings")
+            };
+            format!(
+                "kubeadm {} writes {theirs} for etcd {tag}, which etcd {} does not accept; writing {ours} instead",
+                self.release.name(),
+                self.version
+            )
+        })
     }
 
     /// Major, minor, patch only: an image tag's pre-release part (`3.6.0-rc.1`) must not
@@ -30,22 +71,16 @@ impl EtcdProfile {
         (self.version.major, self.version.minor, self.version.patch) >= (major, minor, patch)
     }
 
-    /// etcd 3.6 graduated the `--experimental-*` flags kubeadm passes: the corrupt check
-    /// became the `InitialCorruptCheck` feature gate and the watch progress interval lost
-    /// its prefix (kubeadm renders the new spelling since the 3.6 bump).
-    pub fn graduated_flags(&self) -> bool {
-        self.at_least(3, 6, 0)
-    }
-
     /// `--experimental-watch-progress-notify-interval` appeared in etcd 3.4.11 (etcd PR
-    /// #12216, CHANGELOG-3.4); older 3.4 releases exit on the unknown flag.
+    /// #12216, CHANGELOG-3.4); older 3.4 releases exit on the unknown flag. kubeadm always
+    /// passes it; this tool leaves it out for those releases (a deliberate deviation: the
+    /// alternative is an etcd that never starts).
     pub fn knows_watch_progress_notify_interval(&self) -> bool {
         self.at_least(3, 4, 11)
     }
 
-    /// `/livez` and `/readyz` exist from etcd 3.5.11; kubeadm switched to them in 1.31
-    /// (k/k PR #124465) and used `/health` before.
-    pub fn has_livez_readyz(&self) -> bool {
+    /// `/livez` and `/readyz` exist from etcd 3.5.11 (kubeadm's probes need them from 1.31).
+    pub fn serves_livez_readyz(&self) -> bool {
         self.at_least(3, 5, 11)
     }
 
@@ -89,7 +124,7 @@ pub fn default_args(input: &CommandInput<'_>) -> Vec<Arg> {
     let profile = input.profile;
 
     let mut args = vec![arg("name", input.node_name.to_string())];
-    if profile.graduated_flags() {
+    if profile.graduated_flags {
         args.push(arg("feature-gates", "InitialCorruptCheck=true".into()));
     } else {
         args.push(arg("experimental-initial-corrupt-check", "true".into()));
@@ -138,7 +173,7 @@ pub fn default_args(input: &CommandInput<'_>) -> Vec<Arg> {
             ),
         ),
     ]);
-    if profile.graduated_flags() {
+    if profile.graduated_flags {
         args.push(arg("watch-progress-notify-interval", "5s".into()));
     } else if profile.knows_watch_progress_notify_interval() {
         args.push(arg(
@@ -230,14 +265,33 @@ mod tests {
 
     #[test]
     fn profiles_follow_etcd_releases() {
-        let p = |v: &str| EtcdProfile::new(semver::Version::parse(v).unwrap());
+        let release = KubeadmRelease::for_minor(36).0;
+        let p = |v: &str| EtcdProfile::new(release, v, semver::Version::parse(v).unwrap());
         assert!(!p("3.4.10").knows_watch_progress_notify_interval());
         assert!(p("3.4.11").knows_watch_progress_notify_interval());
-        assert!(!p("3.5.10").has_livez_readyz());
-        assert!(p("3.5.11").has_livez_readyz());
-        assert!(!p("3.5.24").graduated_flags());
-        assert!(p("3.6.0-rc.1").graduated_flags());
+        assert!(!p("3.5.10").serves_livez_readyz());
+        assert!(p("3.5.11").serves_livez_readyz());
         assert!(!p("3.3.15").supports_learners());
         assert!(p("3.4.0").supports_learners());
+    }
+
+    #[test]
+    fn flags_etcd_cannot_run_are_not_written_and_the_deviation_is_told() {
+        let v = |s: &str| semver::Version::parse(s).unwrap();
+        // kubeadm 1.36 always writes the graduated spelling; etcd 3.5 exits on it.
+        let p = EtcdProfile::new(KubeadmRelease::for_minor(36).0, "3.5.24-0", v("3.5.24"));
+        assert!(!p.graduated_flags);
+        assert!(p
+            .deviation("3.5.24-0")
+            .unwrap()
+            .contains("etcd 3.5.24 does not accept"));
+        // kubeadm 1.33 always writes the experimental spelling; etcd 3.7 removed it.
+        let p = EtcdProfile::new(KubeadmRelease::for_minor(33).0, "3.7.0-0", v("3.7.0"));
+        assert!(p.graduated_flags);
+        assert!(p.deviation("3.7.0-0").is_some());
+        // etcd 3.6 takes both: kubeadm's rule stands, 3.6.0-0 being a pre-release.
+        let p = EtcdProfile::new(KubeadmRelease::for_minor(34).0, "3.6.0-0", v("3.6.0"));
+        assert!(!p.graduated_flags);
+        assert_eq!(p.deviation("3.6.0-0"), None);
     }
 }

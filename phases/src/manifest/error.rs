@@ -20,6 +20,13 @@ pub enum ManifestError {
         source: EtcdTagError,
     },
 
+    #[error("{source_name}: {field}: {reason}")]
+    Unsupported {
+        source_name: String,
+        field: String,
+        reason: String,
+    },
+
     #[error("etcd learner mode is not supported by etcd {version} (3.4 or newer is needed)")]
     UnsupportedEtcd { version: semver::Version },
 

@@ -3,14 +3,13 @@
 //! `cmd/kubeadm/app/util/staticpod/utils.go`), for the etcd release the image runs.
 //!
 //! Rendering is pure and byte-stable: the same configuration gives the same bytes, with
-//! mapping keys sorted like kubeadm's output (Go's YAML marshaller sorts them). One
-//! deliberate choice: there is no `metadata.creationTimestamp`. kubeadm printed
-//! `creationTimestamp: null` until Kubernetes 1.34 dropped zero timestamps from serialized
-//! objects (k/k PR #130989); the kubelet treats both the same, and a null field is noise
-//! in users' snapshot tests. `status: {}` stays, as kubeadm still prints it.
+//! mapping keys sorted like kubeadm's output (Go's YAML marshaller sorts them).
 //!
-//! The etcd version (from the image tag) decides the spelling of the graduated flags, the
-//! flags an old release lacks, and the probes; see [`command::EtcdProfile`].
+//! What differs between kubeadm releases (probes, the named probe port,
+//! `creationTimestamp: null`, the spelling of etcd's graduated flags, the etcd tag) follows
+//! the kubeadm release emulated, [`crate::versions::KubeadmRelease`]; the etcd release in
+//! the image only decides what etcd itself cannot run (flags an old etcd lacks), see
+//! [`command::EtcdProfile`].
 
 pub mod bundle;
 pub mod command;
@@ -26,7 +25,8 @@ use k8s_openapi::api::core::v1::{
     PodStatus, ResourceRequirements, SeccompProfile, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff;
 
 pub use bundle::{
     write_external_bundle, BundleHost, BundleOptions, BundlePaths, BundleReport, HostBundle,
@@ -38,9 +38,15 @@ use crate::config::{KubeadmConfig, LocalEtcd};
 use crate::fsutil;
 use crate::versions;
 
+/// kubeadm's static Pod directory (`GetStaticPodDirectory`).
+pub const DEFAULT_MANIFEST_DIR: &str = "/etc/kubernetes/manifests";
+/// kubeadm's temporary directory (`/etc/kubernetes/tmp`), where replaced manifests and
+/// ConfigMap backups go.
+pub const DEFAULT_BACKUP_DIR: &str = "/etc/kubernetes/tmp";
 /// The static Pod's file name in the manifest directory.
 pub const MANIFEST_FILE_NAME: &str = "etcd.yaml";
-/// The annotation kubeadm reads to find the etcd members (`NewFromCluster`).
+/// The annotation kubeadm reads to find the etcd members (`NewFromCluster`;
+/// `constants.EtcdAdvertiseClientUrlsAnnotationKey`).
 pub const ADVERTISE_CLIENT_URLS_ANNOTATION: &str =
     "kubeadm.kubernetes.io/etcd.advertise-client-urls";
 /// `system-node-critical`'s priority; the kubelet admits static Pods before the
@@ -48,8 +54,6 @@ pub const ADVERTISE_CLIENT_URLS_ANNOTATION: &str =
 pub const SYSTEM_NODE_CRITICAL_PRIORITY: i32 = 2_000_001_000;
 pub const MANIFEST_FILE_MODE: u32 = 0o600;
 pub const MANIFEST_DIR_MODE: u32 = 0o700;
-/// The oldest etcd with learners.
-pub const MIN_LEARNER_ETCD: semver::Version = crate::membership::version::MIN_LEARNER_VERSION;
 
 const DATA_VOLUME: &str = "etcd-data";
 const CERTS_VOLUME: &str = "etcd-certs";
@@ -115,31 +119,42 @@ pub fn manifest_path(manifest_dir: &Path) -> PathBuf {
     manifest_dir.join(MANIFEST_FILE_NAME)
 }
 
-/// The etcd image tag the configuration asks for, the etcd release it stands for, and a
-/// warning worth showing:
+/// How the manifest is rendered: the kubeadm release emulated, the etcd image tag and
+/// the etcd release it stands for, and what is worth a warning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendering {
+    pub release: &'static versions::KubeadmRelease,
+    pub tag: String,
+    pub version: semver::Version,
+    pub warnings: Vec<String>,
+}
+
+/// The kubeadm release emulated and the etcd image it deploys:
+/// - the release is [`KubeadmConfig::kubeadm_release`];
 /// - `etcd.local.imageTag` wins;
-/// - else kubeadm's supported-etcd table for `kubernetesVersion` (the nearest entry, with
-///   a warning, when the minor is not in the table);
-/// - else, with no `kubernetesVersion`, the newest entry (kubeadm's `DefaultEtcdVersion`),
-///   with a warning.
-pub fn etcd_version_of(
-    cfg: &KubeadmConfig,
-) -> Result<(String, semver::Version, Option<String>), ManifestError> {
+/// - else that release's supported-etcd map for `kubernetesVersion` (the nearest entry,
+///   with kubeadm's warning, when the minor is not in the map);
+/// - else, with no `kubernetesVersion`, the release's own default (kubeadm's
+///   `DefaultEtcdVersion`), with a warning.
+pub fn rendering_of(cfg: &KubeadmConfig) -> Result<Rendering, ManifestError> {
     let local = cfg.require_local_etcd()?;
-    let (tag, warning) = match (&local.image_tag, &cfg.cluster.kubernetes_semver) {
-        (Some(tag), _) => (tag.clone(), None),
-        (None, Some(k8s)) => versions::etcd_version_for_kubernetes(k8s),
+    let (release, release_warning) = cfg.kubeadm_release();
+    let mut warnings: Vec<String> = release_warning.into_iter().collect();
+    let tag = match (&local.image_tag, &cfg.cluster.kubernetes_semver) {
+        (Some(tag), _) => tag.clone(),
+        (None, Some(k8s)) => {
+            let (tag, warning) = release.etcd_tag_for(k8s);
+            warnings.extend(warning);
+            tag.to_string()
+        }
         (None, None) => {
-            let (minor, tag) = *versions::SUPPORTED_ETCD_VERSIONS
-                .last()
-                .expect("the table is not empty");
-            (
-                tag.to_string(),
-                Some(format!(
-                    "{}: kubernetesVersion is not set; using etcd {tag}, the version kubeadm v1.{minor} deploys (set kubernetesVersion or etcd.local.imageTag to choose)",
-                    cfg.source_name()
-                )),
-            )
+            let tag = release.default_etcd_tag();
+            warnings.push(format!(
+                "{}: kubernetesVersion is not set; using etcd {tag}, the version kubeadm {} deploys (set kubernetesVersion or etcd.local.imageTag to choose)",
+                cfg.source_name(),
+                release.name()
+            ));
+            tag.to_string()
         }
     };
     let version =
@@ -147,7 +162,41 @@ pub fn etcd_version_of(
             source_name: cfg.source_name(),
             source,
         })?;
-    Ok((tag, version, warning))
+    let profile = EtcdProfile::new(release, &tag, version.clone());
+    // An etcd without learners is refused by the renderer; nothing more to say about it.
+    if !profile.supports_learners() {
+        return Ok(Rendering {
+            release,
+            tag,
+            version,
+            warnings,
+        });
+    }
+    warnings.extend(profile.deviation(&tag));
+    if release.probes == versions::ProbeStyle::LivezReadyz && !profile.serves_livez_readyz() {
+        warnings.push(format!(
+            "kubeadm {} probes etcd on /livez and /readyz, which etcd {version} does not serve \
+             (they appeared in 3.5.11): the kubelet will restart this etcd; use etcd 3.5.11 or \
+             newer, or emulate kubeadm v1.30 or older",
+            release.name()
+        ));
+    }
+    Ok(Rendering {
+        release,
+        tag,
+        version,
+        warnings,
+    })
+}
+
+/// The etcd image tag the configuration asks for, the etcd release it stands for, and
+/// the warnings of [`rendering_of`] joined into one.
+pub fn etcd_version_of(
+    cfg: &KubeadmConfig,
+) -> Result<(String, semver::Version, Option<String>), ManifestError> {
+    let rendering = rendering_of(cfg)?;
+    let warning = (!rendering.warnings.is_empty()).then(|| rendering.warnings.join("; "));
+    Ok((rendering.tag, rendering.version, warning))
 }
 
 /// `<etcd.local.imageRepository or imageRepository>/etcd:<tag>` (kubeadm's `GetEtcdImage`).
@@ -164,11 +213,17 @@ pub fn etcd_pod(cfg: &KubeadmConfig, opts: &ManifestOptions) -> Result<Pod, Mani
     let local = cfg.require_local_etcd()?;
     let node_name = cfg.require_node_name()?;
     let advertise_address = cfg.require_advertise_address()?;
-    let (tag, version, _) = etcd_version_of(cfg)?;
-    if version < MIN_LEARNER_ETCD {
+    let Rendering {
+        release,
+        tag,
+        version,
+        ..
+    } = rendering_of(cfg)?;
+    if !crate::membership::version::supports_learners(&version) {
         return Err(ManifestError::UnsupportedEtcd { version });
     }
-    let profile = EtcdProfile::new(version);
+    refuse_what_is_not_rendered(cfg, release)?;
+    let profile = EtcdProfile::new(release, &tag, version);
     if let Some(members) = &opts.initial_cluster {
         check_initial_cluster(node_name, members)?;
     }
@@ -186,7 +241,7 @@ pub fn etcd_pod(cfg: &KubeadmConfig, opts: &ManifestOptions) -> Result<Pod, Mani
     let endpoint = probes::probe_endpoint(&local.extra_args, advertise_address.is_ipv6());
     let probes = probes::probes(
         &endpoint,
-        &profile,
+        release,
         cfg.timeouts
             .control_plane_component_health_check
             .as_duration(),
@@ -214,6 +269,7 @@ pub fn etcd_pod(cfg: &KubeadmConfig, opts: &ManifestOptions) -> Result<Pod, Mani
         readiness_probe: probes.readiness,
         startup_probe: Some(probes.startup),
         env: (!env.is_empty()).then_some(env),
+        ports: probes::probe_port(&endpoint, release).map(|p| vec![p]),
         ..Default::default()
     };
     // kubeadm builds the volumes from a map and sorts them by name.
@@ -237,6 +293,9 @@ pub fn etcd_pod(cfg: &KubeadmConfig, opts: &ManifestOptions) -> Result<Pod, Mani
                 ADVERTISE_CLIENT_URLS_ANNOTATION.to_string(),
                 client_url(advertise_address),
             )])),
+            // Go's zero metav1.Time, which kubeadm's writer printed as `null` up to 1.33;
+            // [`pod_value`] writes it so.
+            creation_timestamp: release.creation_timestamp_null.then(go_zero_time),
             ..Default::default()
         },
         spec: Some(PodSpec {
@@ -256,6 +315,52 @@ pub fn etcd_pod(cfg: &KubeadmConfig, opts: &ManifestOptions) -> Result<Pod, Mani
         }),
         status: Some(PodStatus::default()),
     })
+}
+
+/// Go's zero `time.Time` (0001-01-01T00:00:00Z), the value of an unset
+/// `metav1.ObjectMeta.CreationTimestamp`.
+fn go_zero_time() -> Time {
+    Time(jiff::Timestamp::from_second(-62_135_596_800).expect("0001-01-01 is a valid timestamp"))
+}
+
+/// Settings kubeadm applies to the etcd static Pod that this tool does not: refused, never
+/// silently ignored.
+fn refuse_what_is_not_rendered(
+    cfg: &KubeadmConfig,
+    release: &versions::KubeadmRelease,
+) -> Result<(), ManifestError> {
+    if let Some(directory) = &cfg.patches_directory {
+        return Err(ManifestError::Unsupported {
+            source_name: cfg.source_name(),
+            field: "patches.directory".into(),
+            reason: format!(
+                "kubeadm would patch the etcd static Pod with the files in {} \
+                 (etcd[suffix][+strategic|+merge|+json].yaml|.json); kubeadm-etcd does not \
+                 apply patches: remove the setting and apply the patches to the manifest it \
+                 writes, or let kubeadm render etcd",
+                directory.display()
+            ),
+        });
+    }
+    if cfg
+        .cluster
+        .feature_gates
+        .get("RootlessControlPlane")
+        .copied()
+        .unwrap_or(false)
+    {
+        return Err(ManifestError::Unsupported {
+            source_name: cfg.source_name(),
+            field: "featureGates.RootlessControlPlane".into(),
+            reason: format!(
+                "kubeadm {} would create the kubeadm-etcd user and group and run etcd as them \
+                 (RunComponentAsNonRoot); kubeadm-etcd does not create users: remove the gate \
+                 or set it to false",
+                release.name()
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn check_initial_cluster(node_name: &str, members: &[Member]) -> Result<(), ManifestError> {
@@ -341,9 +446,13 @@ fn sorted(value: serde_json::Value) -> serde_json::Value {
 }
 
 fn pod_value(pod: &Pod) -> Result<serde_json::Value, ManifestError> {
-    serde_json::to_value(pod)
+    let mut value = serde_json::to_value(pod)
         .map(sorted)
-        .map_err(|e| ManifestError::Serialize(e.to_string()))
+        .map_err(|e| ManifestError::Serialize(e.to_string()))?;
+    if pod.metadata.creation_timestamp == Some(go_zero_time()) {
+        value["metadata"]["creationTimestamp"] = serde_json::Value::Null;
+    }
+    Ok(value)
 }
 
 /// The manifest as YAML: keys sorted, block style, ending in a newline; strings that

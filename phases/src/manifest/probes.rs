@@ -1,14 +1,15 @@
 //! The etcd container's probes: kubeadm's `LivenessProbe`, `ReadinessProbe`,
 //! `StartupProbe` (`cmd/kubeadm/app/util/staticpod/utils.go`) and
-//! `GetEtcdProbeEndpoint`.
+//! `GetEtcdProbeEndpoint`, per kubeadm release ([`crate::versions::KubeadmRelease`]).
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{HTTPGetAction, Probe};
+use k8s_openapi::api::core::v1::{ContainerPort, HTTPGetAction, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::command::{last_arg_value, localhost_for, EtcdProfile, METRICS_PORT};
+use super::command::{last_arg_value, localhost_for, METRICS_PORT};
 use crate::config::Arg;
+use crate::versions::{KubeadmRelease, ProbeStyle};
 
 /// Where the kubelet probes etcd: host, port and scheme.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,49 +71,64 @@ pub fn probe_endpoint(extra_args: &[Arg], ipv6: bool) -> ProbeEndpoint {
     }
 }
 
-/// The three probes kubeadm puts on etcd for this release (no readiness probe before
-/// `/readyz` existed, as kubeadm before 1.31 rendered it).
+/// The name kubeadm gives the probe port from 1.34 (k/k#132776).
+pub const PROBE_PORT_NAME: &str = "probe-port";
+
+/// The probes kubeadm puts on etcd in this release (no readiness probe up to 1.30).
 pub struct Probes {
     pub liveness: Probe,
     pub readiness: Option<Probe>,
     pub startup: Probe,
 }
 
+/// kubeadm's `LivenessProbe`, `ReadinessProbe` and `StartupProbe` calls in
+/// `GetEtcdPodSpec`, for the probe style and port naming of the release emulated.
 pub fn probes(
     endpoint: &ProbeEndpoint,
-    profile: &EtcdProfile,
+    release: &KubeadmRelease,
     health_check_timeout: Duration,
 ) -> Probes {
-    // kubeadm: failureThreshold big enough for the whole control-plane health-check
-    // timeout, in 10 s periods.
+    // kubeadm's StartupProbe: failureThreshold big enough for the whole control-plane
+    // health-check timeout, in 10 s periods.
     let startup_failures = (health_check_timeout.as_secs_f64() / 10.0).ceil() as i32;
-    if profile.has_livez_readyz() {
-        Probes {
-            liveness: http_probe(endpoint, "/livez", 10, 15, 8, 10),
-            readiness: Some(http_probe(endpoint, "/readyz", 0, 15, 3, 1)),
-            startup: http_probe(endpoint, "/readyz", 10, 15, startup_failures, 10),
-        }
+    let port = if release.named_probe_port {
+        IntOrString::String(PROBE_PORT_NAME.into())
     } else {
-        Probes {
-            liveness: http_probe(
-                endpoint,
-                "/health?exclude=NOSPACE&serializable=true",
-                10,
-                15,
-                8,
-                10,
-            ),
+        IntOrString::Int(endpoint.port)
+    };
+    let probe = |path: &str, initial_delay, failure_threshold, period| {
+        http_probe(
+            endpoint,
+            &port,
+            path,
+            initial_delay,
+            15,
+            failure_threshold,
+            period,
+        )
+    };
+    match release.probes {
+        ProbeStyle::LivezReadyz => Probes {
+            liveness: probe("/livez", 10, 8, 10),
+            readiness: Some(probe("/readyz", 0, 3, 1)),
+            startup: probe("/readyz", 10, startup_failures, 10),
+        },
+        ProbeStyle::Health => Probes {
+            liveness: probe("/health?exclude=NOSPACE&serializable=true", 10, 8, 10),
             readiness: None,
-            startup: http_probe(
-                endpoint,
-                "/health?serializable=false",
-                10,
-                15,
-                startup_failures,
-                10,
-            ),
-        }
+            startup: probe("/health?serializable=false", 10, startup_failures, 10),
+        },
     }
+}
+
+/// The container port the probes name, from 1.34 (k/k#132776).
+pub fn probe_port(endpoint: &ProbeEndpoint, release: &KubeadmRelease) -> Option<ContainerPort> {
+    release.named_probe_port.then(|| ContainerPort {
+        name: Some(PROBE_PORT_NAME.into()),
+        container_port: endpoint.port,
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    })
 }
 
 /// Go's `omitempty` drops zero integers; mirror it so the YAML matches kubeadm's.
@@ -122,6 +138,7 @@ fn nonzero(n: i32) -> Option<i32> {
 
 fn http_probe(
     endpoint: &ProbeEndpoint,
+    port: &IntOrString,
     path: &str,
     initial_delay: i32,
     timeout: i32,
@@ -132,7 +149,7 @@ fn http_probe(
         http_get: Some(HTTPGetAction {
             host: Some(endpoint.host.clone()),
             path: Some(path.to_string()),
-            port: IntOrString::Int(endpoint.port),
+            port: port.clone(),
             scheme: Some(endpoint.scheme.to_string()),
             ..Default::default()
         }),

@@ -2,6 +2,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use super::*;
 use crate::config::load_str;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 fn config(cluster_extra: &str) -> KubeadmConfig {
     let text = format!(
@@ -47,11 +48,11 @@ fn urls_bracket_ipv6() {
 
 #[test]
 fn image_tag_wins_over_kubernetes_version() {
-    let cfg = config("kubernetesVersion: v1.33.0\netcd:\n  local:\n    imageTag: 3.5.1-0\n");
+    let cfg = config("kubernetesVersion: v1.33.0\netcd:\n  local:\n    imageTag: 3.5.16-0\n");
     let (tag, version, warning) = etcd_version_of(&cfg).unwrap();
     assert_eq!(
         (tag.as_str(), version.to_string().as_str(), warning),
-        ("3.5.1-0", "3.5.1", None)
+        ("3.5.16-0", "3.5.16", None)
     );
 }
 
@@ -59,8 +60,8 @@ fn image_tag_wins_over_kubernetes_version() {
 fn an_unknown_minor_falls_back_to_the_nearest_entry_with_a_warning() {
     let cfg = config("kubernetesVersion: v1.99.0\n");
     let (tag, _, warning) = etcd_version_of(&cfg).unwrap();
-    let last = versions::SUPPORTED_ETCD_VERSIONS.last().unwrap().1;
-    assert_eq!(tag, last);
+    let newest = versions::KUBEADM_RELEASES.last().unwrap();
+    assert_eq!(tag, newest.default_etcd_tag());
     assert!(warning
         .unwrap()
         .contains("falling back to the nearest etcd version"));
@@ -70,7 +71,13 @@ fn an_unknown_minor_falls_back_to_the_nearest_entry_with_a_warning() {
 fn no_kubernetes_version_uses_the_newest_entry_and_says_so() {
     let cfg = config("");
     let (tag, _, warning) = etcd_version_of(&cfg).unwrap();
-    assert_eq!(tag, versions::SUPPORTED_ETCD_VERSIONS.last().unwrap().1);
+    assert_eq!(
+        tag,
+        versions::KUBEADM_RELEASES
+            .last()
+            .unwrap()
+            .default_etcd_tag()
+    );
     assert!(warning.unwrap().contains("kubernetesVersion is not set"));
 }
 
@@ -175,8 +182,8 @@ fn a_bad_value_from_is_an_error() {
 }
 
 #[test]
-fn no_creation_timestamp_and_an_empty_status() {
-    let yaml = render_yaml(&first(&config("kubernetesVersion: v1.33.0\n")).unwrap()).unwrap();
+fn no_creation_timestamp_from_1_34_and_an_empty_status() {
+    let yaml = render_yaml(&first(&config("kubernetesVersion: v1.34.0\n")).unwrap()).unwrap();
     assert!(!yaml.contains("creationTimestamp"));
     assert!(yaml.ends_with("status: {}\n"));
     assert!(yaml.starts_with("apiVersion: v1\nkind: Pod\nmetadata:\n"));
@@ -321,4 +328,104 @@ fn the_bundle_never_writes_the_ca_key_into_a_host_folder() {
         assert!(out.path().join(host).join("pki/etcd/ca.crt").exists());
         assert!(!out.path().join(host).join("pki/etcd/ca.key").exists());
     }
+}
+
+/// kubeadm's `PatchStaticPod` (`patches.directory`) is not implemented: refused, never
+/// silently skipped.
+#[test]
+fn patches_are_refused_not_ignored() {
+    let cfg = load_str(
+        "apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+nodeRegistration:
+  name: cp-0
+localAPIEndpoint:
+  advertiseAddress: 10.0.0.10
+patches:
+  directory: /etc/kubeadm/patches
+",
+        Some(Path::new("p.yaml")),
+    )
+    .unwrap();
+    let err = first(&cfg).unwrap_err().to_string();
+    assert!(
+        err.starts_with("p.yaml: patches.directory: kubeadm would patch the etcd static Pod with the files in /etc/kubeadm/patches"),
+        "{err}"
+    );
+    assert!(err.contains("kubeadm-etcd does not apply patches"), "{err}");
+}
+
+/// kubeadm's `RunComponentAsNonRoot` under `RootlessControlPlane` (local.go
+/// `prepareAndWriteEtcdStaticPod`, 1.22-1.34): refused.
+#[test]
+fn rootless_control_plane_is_refused() {
+    let cfg = config("kubernetesVersion: v1.33.0\nfeatureGates:\n  RootlessControlPlane: true\n");
+    let err = first(&cfg).unwrap_err().to_string();
+    assert!(
+        err.contains(
+            ": featureGates.RootlessControlPlane: kubeadm v1.33 would create the kubeadm-etcd user"
+        ),
+        "{err}"
+    );
+}
+
+/// The release emulated decides the probes (staticpod/utils.go; k/k#124465, #132776) and
+/// the creationTimestamp (k/k#130989), whatever etcd the image runs.
+#[test]
+fn probes_and_metadata_follow_the_kubeadm_release() {
+    let container = |pod: &Pod| pod.spec.as_ref().unwrap().containers[0].clone();
+    let pod = first(&config(
+        "kubernetesVersion: v1.30.1\netcd:\n  local:\n    imageTag: 3.6.9-0\n",
+    ))
+    .unwrap();
+    let c = container(&pod);
+    assert_eq!(
+        c.liveness_probe.unwrap().http_get.unwrap().path.as_deref(),
+        Some("/health?exclude=NOSPACE&serializable=true")
+    );
+    assert!(c.readiness_probe.is_none());
+    assert!(render_yaml(&pod)
+        .unwrap()
+        .contains("  creationTimestamp: null\n"));
+
+    let pod = first(&config("kubernetesVersion: v1.34.1\n")).unwrap();
+    let c = container(&pod);
+    let port = c.ports.unwrap();
+    assert_eq!(port[0].name.as_deref(), Some("probe-port"));
+    assert_eq!(port[0].container_port, 2381);
+    assert_eq!(
+        c.startup_probe.unwrap().http_get.unwrap().port,
+        IntOrString::String("probe-port".into())
+    );
+    assert!(!render_yaml(&pod).unwrap().contains("creationTimestamp"));
+}
+
+#[test]
+fn the_emulated_release_is_named_and_overridable() {
+    let mut cfg = config("kubernetesVersion: v1.34.1\n");
+    assert_eq!(
+        cfg.emulated_kubeadm(),
+        "emulating kubeadm v1.34 (the minor of kubernetesVersion v1.34.1)"
+    );
+    assert_eq!(etcd_version_of(&cfg).unwrap().0, "3.6.11-0");
+    cfg.kubeadm_minor = Some(35);
+    assert_eq!(
+        cfg.emulated_kubeadm(),
+        "emulating kubeadm v1.35 (as requested)"
+    );
+    // kubeadm 1.35 deploys etcd 3.5.24-0 for Kubernetes 1.34 (k/k#134779).
+    assert_eq!(etcd_version_of(&cfg).unwrap().0, "3.5.24-0");
+}
+
+/// A /livez probe on an etcd without /livez is kubeadm's behaviour, and worth a warning.
+#[test]
+fn probes_an_etcd_cannot_answer_are_warned_about() {
+    let cfg = config("kubernetesVersion: v1.33.0\netcd:\n  local:\n    imageTag: 3.5.1-0\n");
+    let warning = etcd_version_of(&cfg).unwrap().2.unwrap();
+    assert!(
+        warning.contains(
+            "kubeadm v1.33 probes etcd on /livez and /readyz, which etcd 3.5.1 does not serve"
+        ),
+        "{warning}"
+    );
 }

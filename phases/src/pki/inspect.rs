@@ -126,3 +126,45 @@ pub(crate) fn describe_parsed(cert: &X509Certificate<'_>) -> CertificateDescript
         client_auth,
     }
 }
+
+/// Why a certificate cannot be used right now, by its validity period: the one check
+/// both the certificate phase (a warning about an existing file) and the etcd client
+/// (a refusal before the handshake) make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValidityProblem {
+    Expired { not_after: String },
+    NotYetValid { not_before: String },
+}
+
+impl std::fmt::Display for ValidityProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Expired { not_after } => write!(f, "expired on {not_after}"),
+            Self::NotYetValid { not_before } => {
+                write!(
+                    f,
+                    "is not valid before {not_before}; check this machine's clock"
+                )
+            }
+        }
+    }
+}
+
+/// [`ValidityProblem`] of `cert` at `now`, if any.
+pub fn validity_problem(
+    cert: &x509_parser::certificate::X509Certificate<'_>,
+    now: time::OffsetDateTime,
+) -> Option<ValidityProblem> {
+    let validity = cert.validity();
+    if validity.not_after.to_datetime() < now {
+        Some(ValidityProblem::Expired {
+            not_after: validity.not_after.to_string(),
+        })
+    } else if validity.not_before.to_datetime() > now {
+        Some(ValidityProblem::NotYetValid {
+            not_before: validity.not_before.to_string(),
+        })
+    } else {
+        None
+    }
+}

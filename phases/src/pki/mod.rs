@@ -8,6 +8,7 @@
 
 mod error;
 mod inspect;
+mod keypem;
 mod profile;
 
 use std::net::IpAddr;
@@ -20,7 +21,9 @@ use rcgen::{
 };
 
 pub use error::PkiError;
-pub use inspect::{describe_certificate, CertificateDescription};
+pub use inspect::{
+    describe_certificate, validity_problem, CertificateDescription, ValidityProblem,
+};
 pub use profile::{CertId, Profile, Usage};
 
 use crate::config::{EncryptionAlgorithm, KubeadmConfig};
@@ -31,7 +34,9 @@ use crate::fsutil;
 pub const CERTIFICATE_BACKDATE: Duration = Duration::from_secs(5 * 60);
 pub const KEY_FILE_MODE: u32 = 0o600;
 pub const CERT_FILE_MODE: u32 = 0o644;
-pub const DIR_MODE: u32 = 0o700;
+/// kubeadm's certificate directories: `certutil.WriteCert` and `keyutil.WriteKey` create
+/// them with `os.MkdirAll(dir, 0755)`; the keys inside are 0600.
+pub const DIR_MODE: u32 = 0o755;
 
 /// Everything the certificate profiles depend on.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,10 +72,22 @@ impl PkiConfig {
             advertise_address: cfg.node.advertise_address,
             server_cert_sans,
             peer_cert_sans,
-            algorithm: cfg.cluster.encryption_algorithm,
+            algorithm: key_algorithm(cfg),
             validity: cfg.cluster.certificate_validity_period.0,
             ca_validity: cfg.cluster.ca_certificate_validity_period.0,
         }
+    }
+}
+
+/// kubeadm's `ClusterConfiguration.EncryptionAlgorithmType()`: a `PublicKeysECDSA` gate
+/// that is set wins over `encryptionAlgorithm`, either way (true: ECDSA-P256, false:
+/// RSA-2048); unset, `encryptionAlgorithm` decides. The loader has already refused the
+/// gate for a kubeadm release that no longer has it (1.36 and newer).
+pub fn key_algorithm(cfg: &KubeadmConfig) -> EncryptionAlgorithm {
+    match cfg.cluster.feature_gates.get("PublicKeysECDSA") {
+        Some(true) => EncryptionAlgorithm::EcdsaP256,
+        Some(false) => EncryptionAlgorithm::Rsa2048,
+        None => cfg.cluster.encryption_algorithm,
     }
 }
 
@@ -249,7 +266,11 @@ pub fn ensure_certificates(
             }
             cert.pem()
         };
-        let key_pem = key.serialize_pem();
+        let key_pem =
+            keypem::kubeadm_key_pem(&key.serialize_der()).map_err(|reason| PkiError::Generate {
+                what: format!("the {} key", id.base_name()),
+                reason,
+            })?;
         if id.is_ca() {
             if let Some(ca) = issuer_ca.as_mut() {
                 ca.key = Some(key);
@@ -583,19 +604,12 @@ fn warn_if_expired(path: &Path, der: &[u8], report: &mut Report) {
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
         return;
     };
-    let now = time::OffsetDateTime::now_utc();
-    let validity = cert.validity();
-    if validity.not_after.to_datetime() < now {
-        report.events.push(Event::Warning(format!(
-            "{} expired on {}; renew it, members will refuse it",
-            path.display(),
-            validity.not_after
-        )));
-    } else if validity.not_before.to_datetime() > now {
-        report.events.push(Event::Warning(format!(
-            "{} is not valid before {}; check this machine's clock",
-            path.display(),
-            validity.not_before
-        )));
-    }
+    let message = match inspect::validity_problem(&cert, time::OffsetDateTime::now_utc()) {
+        None => return,
+        Some(p @ ValidityProblem::Expired { .. }) => {
+            format!("{} {p}; renew it, members will refuse it", path.display())
+        }
+        Some(p @ ValidityProblem::NotYetValid { .. }) => format!("{} {p}", path.display()),
+    };
+    report.events.push(Event::Warning(message));
 }

@@ -105,10 +105,30 @@ pub(crate) fn migrate_file(
         ..MigrateReport::default()
     };
     if !changed {
-        lines.push(format!(
-            "{PREFIX} {} left as it is; no output written",
-            from.display()
-        ));
+        // A pipeline reads --to-file next, so it always gets one: the ConfigMap as it was
+        // read, byte for byte. "Nothing to change" only means no change to the cluster.
+        match to {
+            Some(path) if !opts.dry_run => {
+                write_output(path, text.as_bytes())?;
+                lines.push(format!(
+                    "{PREFIX} {} left as it is; wrote it unchanged to {}",
+                    from.display(),
+                    path.display()
+                ));
+                report.written = Some(path.display().to_string());
+            }
+            Some(path) => lines.push(format!(
+                "[dryrun] {} left as it is; would write it unchanged to {}",
+                from.display(),
+                path.display()
+            )),
+            // On standard output "nothing to change" stays silent: the caller kept the
+            // input and can read it.
+            None => lines.push(format!(
+                "{PREFIX} {} left as it is; no output written",
+                from.display()
+            )),
+        }
         report.lines = lines;
         return Ok(report);
     }
@@ -133,12 +153,7 @@ pub(crate) fn migrate_file(
     })?;
     match to {
         Some(path) => {
-            write_atomic(path, out.as_bytes(), 0o644).map_err(|source| {
-                UpgradeError::WriteOutput {
-                    path: path.to_path_buf(),
-                    source,
-                }
-            })?;
+            write_output(path, out.as_bytes())?;
             lines.push(format!(
                 "{PREFIX} Wrote the migrated ConfigMap to {}",
                 path.display()
@@ -152,6 +167,14 @@ pub(crate) fn migrate_file(
     }
     report.lines = lines;
     Ok(report)
+}
+
+/// `--to-file`: atomically, readable by all like the ConfigMap it copies.
+fn write_output(path: &Path, bytes: &[u8]) -> Result<(), UpgradeError> {
+    write_atomic(path, bytes, 0o644).map_err(|source| UpgradeError::WriteOutput {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Live: GET, migrate, back up, PUT with the resourceVersion read; on 409 Conflict read

@@ -34,23 +34,12 @@ pub(crate) struct Outcome {
 
 /// Parses a target version as typed by a user: `v1.33.2` or `1.33.2`.
 pub(crate) fn parse_target_version(input: &str) -> Result<Version, UpgradeError> {
-    let err = |reason: String| UpgradeError::InvalidTargetVersion {
-        input: input.to_string(),
-        reason,
-    };
-    let trimmed = input.trim();
-    if trimmed.is_empty() {
-        return Err(err("it is empty".into()));
-    }
-    let bare = trimmed.strip_prefix('v').unwrap_or(trimmed);
-    let version = Version::parse(bare).map_err(|e| err(e.to_string()))?;
-    if version.major != 1 {
-        return Err(err(format!(
-            "Kubernetes versions are 1.x, not {}.x",
-            version.major
-        )));
-    }
-    Ok(version)
+    crate::versions::parse_kubernetes_version(input).map_err(|e| {
+        UpgradeError::InvalidTargetVersion {
+            input: e.input,
+            reason: e.reason,
+        }
+    })
 }
 
 fn normalize_api_version(requested: &str) -> Result<&'static str, UpgradeError> {
@@ -76,9 +65,199 @@ pub(crate) fn describe(value: &Value) -> String {
     }
 }
 
-enum Action {
-    Keep,
-    Drop,
+/// What happens to one feature gate, decided from the table (see [`decide_gate`] and
+/// [`decide_learner_mode`]) and said by [`render`]: the decisions are data, the wording is
+/// in one place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Decision {
+    /// Not in this tool's table: kept, with a warning.
+    KeepUnknown,
+    /// Known to the target: kept (a deprecated one with a warning).
+    Keep {
+        set: bool,
+        stage: Stage,
+        since: u64,
+        default: bool,
+    },
+    /// The target does not know it yet.
+    DropNotYetIntroduced { introduced: u64 },
+    /// The target removed it; `changes_behaviour` when it was set against the last default.
+    DropRemoved {
+        set: bool,
+        since: u64,
+        changes_behaviour: bool,
+        note: Option<String>,
+    },
+    /// GA and locked to the value it was set to.
+    DropLocked { since: u64, locked_to: bool },
+    /// Set against the value the target locks it to, dropped because of `--force`.
+    DropLockedForced { set: bool, locked_to: bool },
+    /// `--enable-learner-mode` where the gate is GA and locked on.
+    LearnerModeLocked,
+    /// `--enable-learner-mode` where the gate was removed and learners are always used.
+    LearnerModeRemoved { since: u64 },
+    /// `--enable-learner-mode` where the gate is already true: nothing to say or do.
+    LearnerModeAlreadyOn,
+    /// `--enable-learner-mode` where the gate is on by default.
+    LearnerModeOnByDefault { stage: Stage },
+    /// `--enable-learner-mode` over an explicit false.
+    SetLearnerModeOnByRequest,
+    /// `--enable-learner-mode` where the gate is off unless set.
+    SetLearnerMode { stage: Stage },
+}
+
+impl Decision {
+    fn keeps(&self) -> bool {
+        matches!(self, Decision::Keep { .. } | Decision::KeepUnknown)
+    }
+}
+
+/// The decision for a gate set to `set` whose state in the target is `state` (`None`: not
+/// in the table). `None` back: the gate is set against the value the target locks it to
+/// and `force` was not given.
+fn decide_gate(state: Option<GateState<'_>>, set: bool, force: bool) -> Option<Decision> {
+    Some(match state {
+        None => Decision::KeepUnknown,
+        Some(GateState::NotYetIntroduced { introduced }) => {
+            Decision::DropNotYetIntroduced { introduced }
+        }
+        Some(GateState::Removed { entry, before }) => Decision::DropRemoved {
+            set,
+            since: entry.since,
+            changes_behaviour: before.and_then(|b| b.default).is_some_and(|d| d != set),
+            note: entry.note.clone(),
+        },
+        Some(GateState::Available(entry)) if entry.locked => {
+            let locked_to = entry.default.unwrap_or(true);
+            if set == locked_to {
+                Decision::DropLocked {
+                    since: entry.since,
+                    locked_to,
+                }
+            } else if force {
+                Decision::DropLockedForced { set, locked_to }
+            } else {
+                return None;
+            }
+        }
+        Some(GateState::Available(entry)) => Decision::Keep {
+            set,
+            stage: entry.stage,
+            since: entry.since,
+            default: entry.default.unwrap_or(false),
+        },
+    })
+}
+
+/// What `--enable-learner-mode` does given the gate's state in the target and the value
+/// the document keeps (`None`: unset). `Err(introduced)`: the target has no such gate yet.
+fn decide_learner_mode(state: GateState<'_>, kept: Option<bool>) -> Result<Decision, u64> {
+    Ok(match state {
+        GateState::NotYetIntroduced { introduced } => return Err(introduced),
+        GateState::Available(entry) if entry.locked => Decision::LearnerModeLocked,
+        GateState::Removed { entry, .. } => Decision::LearnerModeRemoved { since: entry.since },
+        GateState::Available(entry) => match kept {
+            Some(true) => Decision::LearnerModeAlreadyOn,
+            Some(false) => Decision::SetLearnerModeOnByRequest,
+            None if entry.default == Some(true) => {
+                Decision::LearnerModeOnByDefault { stage: entry.stage }
+            }
+            None => Decision::SetLearnerMode { stage: entry.stage },
+        },
+    })
+}
+
+/// The one place decisions become words: a progress line and any warnings.
+fn render(
+    name: &str,
+    decision: &Decision,
+    target_minor: &str,
+    lines: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) {
+    match decision {
+        Decision::KeepUnknown => warnings.push(format!(
+            "feature gate {name:?} is not in this tool's table of kubeadm feature gates; kept as it is: \
+             check that kubeadm {target_minor} accepts it"
+        )),
+        Decision::Keep {
+            set,
+            stage,
+            since,
+            default,
+        } => {
+            lines.push(format!(
+                "{PREFIX} Keeping feature gate {name:?} = {set}: {} in Kubernetes {target_minor} (default {default})",
+                stage.name()
+            ));
+            if *stage == Stage::Deprecated {
+                warnings.push(format!(
+                    "feature gate {name:?} is deprecated since Kubernetes v1.{since} and will be removed: plan to stop using it"
+                ));
+            }
+        }
+        Decision::DropNotYetIntroduced { introduced } => lines.push(format!(
+            "{PREFIX} Removing feature gate {name:?}: Kubernetes {target_minor} does not know it yet (introduced in v1.{introduced})"
+        )),
+        Decision::DropRemoved {
+            set,
+            since,
+            changes_behaviour,
+            note,
+        } => {
+            lines.push(format!(
+                "{PREFIX} Removing feature gate {name:?}: removed in Kubernetes v1.{since}"
+            ));
+            if *changes_behaviour {
+                let mut warning = format!(
+                    "feature gate {name:?} was set to {set}, but kubeadm dropped it in v1.{since} and behaves as if it were {}: \
+                     the cluster's behaviour changes",
+                    !set
+                );
+                if let Some(note) = note {
+                    warning.push_str(&format!(" ({note})"));
+                }
+                warnings.push(warning);
+            }
+        }
+        Decision::DropLocked { since, locked_to } => lines.push(format!(
+            "{PREFIX} Removing feature gate {name:?}: GA and locked to {locked_to} since Kubernetes v1.{since}"
+        )),
+        Decision::DropLockedForced { set, locked_to } => {
+            lines.push(format!(
+                "{PREFIX} Removing feature gate {name:?}: set to {set} but GA and locked to {locked_to} in Kubernetes \
+                 {target_minor} (forced)"
+            ));
+            warnings.push(format!(
+                "feature gate {name:?} was explicitly set to {set}; Kubernetes {target_minor} locks it to {locked_to}, \
+                 so after the upgrade the feature is {}: the cluster's behaviour changes",
+                if *locked_to { "enabled" } else { "disabled" }
+            ));
+        }
+        Decision::LearnerModeLocked => lines.push(format!(
+            "{PREFIX} Not setting feature gate {name:?}: GA and always on in Kubernetes {target_minor}"
+        )),
+        Decision::LearnerModeRemoved { since } => lines.push(format!(
+            "{PREFIX} Not setting feature gate {name:?}: removed in Kubernetes v1.{since}, learner mode is always on"
+        )),
+        Decision::LearnerModeAlreadyOn => {}
+        Decision::LearnerModeOnByDefault { stage } => lines.push(format!(
+            "{PREFIX} Not setting feature gate {name:?}: {} and on by default in Kubernetes {target_minor}",
+            stage.name()
+        )),
+        Decision::SetLearnerModeOnByRequest => {
+            lines.push(format!(
+                "{PREFIX} Changing feature gate {name:?} from false to true: learner mode was requested"
+            ));
+            warnings.push(format!(
+                "feature gate {name:?} was explicitly false; enabling learner mode as requested overrides that choice"
+            ));
+        }
+        Decision::SetLearnerMode { stage } => lines.push(format!(
+            "{PREFIX} Setting feature gate {name:?} to true: {} in Kubernetes {target_minor}, off unless set",
+            stage.name()
+        )),
+    }
 }
 
 /// Migrates the ClusterConfiguration `yaml`; `origin` names it in errors (e.g.
@@ -97,13 +276,185 @@ pub(crate) fn migrate_document(
     let minor = target.minor;
     let table = gate_table();
 
+    let original = read_document(origin, yaml, requested_api)?;
+    let api_version = original
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .expect("read_document checked apiVersion")
+        .to_string();
+    let mut value = original.clone();
+    let Value::Mapping(doc) = &mut value else {
+        unreachable!("read_document checked it is a mapping")
+    };
+    let field_err = |field: &str, problem: String| UpgradeError::InvalidField {
+        origin: origin.to_string(),
+        field: field.to_string(),
+        problem,
+    };
+
+    let mut lines = Vec::new();
+    let target_minor = format!("v1.{minor}");
+    let mut warnings = version_warnings(doc, &target);
+
+    // Feature gates: decide for each gate, in the document's order, then say it.
+    let gates_before: Option<Mapping> = match doc.get("featureGates") {
+        None | Some(Value::Null) => None,
+        Some(Value::Mapping(m)) => Some(m.clone()),
+        Some(other) => {
+            return Err(field_err(
+                "featureGates",
+                format!(
+                    "must be a map of feature gate names to true or false, found {}",
+                    describe(other)
+                ),
+            ))
+        }
+    };
+    let mut gates_after = Mapping::new();
+    let mut learner_value: Option<bool> = None;
+    for (key, val) in gates_before.iter().flatten() {
+        let Value::String(name) = key else {
+            return Err(field_err(
+                "featureGates",
+                format!("keys must be feature gate names, found {}", describe(key)),
+            ));
+        };
+        let Value::Bool(set) = val else {
+            return Err(field_err(
+                &format!("featureGates.{name}"),
+                format!("must be true or false, found {}", describe(val)),
+            ));
+        };
+        let decision = decide_gate(table.gate(name).map(|g| g.state(minor)), *set, opts.force)
+            .ok_or_else(|| UpgradeError::LockedGateDisabled {
+                origin: origin.to_string(),
+                gate: name.clone(),
+                minor,
+            })?;
+        render(name, &decision, &target_minor, &mut lines, &mut warnings);
+        if decision.keeps() {
+            gates_after.insert(key.clone(), val.clone());
+            if name == LEARNER_GATE {
+                learner_value = Some(*set);
+            }
+        }
+    }
+
+    // --enable-learner-mode: set the gate only where the target needs it set.
+    let learner_state = table
+        .gate(LEARNER_GATE)
+        .expect("the table has EtcdLearnerMode")
+        .state(minor);
+    if opts.enable_learner_mode {
+        let decision = decide_learner_mode(learner_state, learner_value).map_err(|introduced| {
+            UpgradeError::LearnerModeUnavailable {
+                target: format!("v{target}"),
+                introduced,
+            }
+        })?;
+        render(
+            LEARNER_GATE,
+            &decision,
+            &target_minor,
+            &mut lines,
+            &mut warnings,
+        );
+        if matches!(
+            decision,
+            Decision::SetLearnerMode { .. } | Decision::SetLearnerModeOnByRequest
+        ) {
+            gates_after.insert(Value::String(LEARNER_GATE.into()), Value::Bool(true));
+            learner_value = Some(true);
+        }
+    }
+
+    write_gates(doc, gates_before.as_ref(), gates_after, &mut lines);
+
+    // Learner members need etcd >= 3.4; check the etcd the target would run.
+    let learner_on = match learner_state {
+        GateState::NotYetIntroduced { .. } => false,
+        GateState::Available(entry) => learner_value.unwrap_or(entry.default == Some(true)),
+        GateState::Removed { .. } => true,
+    };
+    if learner_on {
+        check_etcd_for_learners(origin, doc, &target, opts, &mut lines, &mut warnings)?;
+    }
+
+    // The v1beta3 → v1beta4 conversion, when asked for.
+    let mut final_api = api_version.clone();
+    if requested_api == Some(V1BETA4) && api_version == V1BETA3 {
+        convert_v1beta3_to_v1beta4(doc, &mut lines, &mut warnings, &field_err)?;
+        final_api = V1BETA4.to_string();
+    }
+    if final_api == V1BETA3 && minor >= V1BETA3_REMOVED_IN {
+        warnings.push(format!(
+            "the ClusterConfiguration stays {V1BETA3}, which kubeadm v1.{V1BETA3_REMOVED_IN} and newer no longer read: \
+             convert it to {V1BETA4}"
+        ));
+    }
+
+    let changed = value != original;
+    let yaml = if changed {
+        crate::yaml::to_string(&value).map_err(|source| UpgradeError::Serialize {
+            what: "the migrated ClusterConfiguration".into(),
+            source,
+        })?
+    } else {
+        lines.push(format!(
+            "{PREFIX} Nothing to change: the feature gates are already right for Kubernetes v{target}"
+        ));
+        yaml.to_string()
+    };
+    Ok(Outcome {
+        yaml,
+        lines,
+        warnings,
+        changed,
+        target,
+    })
+}
+
+/// Writes `featureGates` back in place: the same position, removed when no gate is left,
+/// inserted where sorted keys put it when it is new.
+fn write_gates(
+    doc: &mut Mapping,
+    gates_before: Option<&Mapping>,
+    gates_after: Mapping,
+    lines: &mut Vec<String>,
+) {
+    let had_entries = gates_before.is_some_and(|m| !m.is_empty());
+    if gates_before != Some(&gates_after) {
+        if gates_after.is_empty() {
+            if had_entries {
+                doc.shift_remove("featureGates");
+                lines.push(format!(
+                    "{PREFIX} Removing featureGates: no feature gates are left"
+                ));
+            }
+        } else if doc.contains_key("featureGates") {
+            doc.insert(
+                Value::String("featureGates".into()),
+                Value::Mapping(gates_after),
+            );
+        } else {
+            insert_sorted(doc, "featureGates", Value::Mapping(gates_after));
+        }
+    }
+}
+
+/// Parses the ClusterConfiguration and checks what every migration relies on: a mapping,
+/// a known apiVersion, kind ClusterConfiguration, and a conversion that exists.
+fn read_document(
+    origin: &str,
+    yaml: &str,
+    requested_api: Option<&'static str>,
+) -> Result<Value, UpgradeError> {
     let original: Value =
         serde_yaml::from_str(yaml).map_err(|source| UpgradeError::ParseClusterConfiguration {
             origin: origin.to_string(),
             source,
         })?;
-    let mut value = original.clone();
-    let Value::Mapping(doc) = &mut value else {
+    let Value::Mapping(doc) = &original else {
         let found = if original.is_null() {
             "an empty document".to_string()
         } else {
@@ -171,11 +522,15 @@ pub(crate) fn migrate_document(
             });
         }
     }
+    Ok(original)
+}
 
-    let mut lines = Vec::new();
+/// Warnings about the target itself: outside the gate table, or not a one-minor upgrade
+/// from the cluster's kubernetesVersion.
+fn version_warnings(doc: &Mapping, target: &Version) -> Vec<String> {
+    let table = gate_table();
+    let minor = target.minor;
     let mut warnings = Vec::new();
-    let target_minor = format!("v1.{minor}");
-
     if minor > table.known_through {
         warnings.push(format!(
             "Kubernetes v{target} is newer than this tool's table of kubeadm feature gates (v1.{} to v1.{}): \
@@ -191,7 +546,7 @@ pub(crate) fn migrate_document(
     }
     if let Some(Value::String(current)) = doc.get("kubernetesVersion") {
         if let Ok(current) = parse_target_version(current) {
-            if current > target {
+            if &current > target {
                 warnings.push(format!(
                     "the cluster's kubernetesVersion is v{current}, newer than the target v{target}: kubeadm does not downgrade"
                 ));
@@ -203,289 +558,80 @@ pub(crate) fn migrate_document(
             }
         }
     }
+    warnings
+}
 
-    // Feature gates: decide for each gate, in the document's order.
-    let gates_before: Option<Mapping> = match doc.get("featureGates") {
-        None | Some(Value::Null) => None,
-        Some(Value::Mapping(m)) => Some(m.clone()),
-        Some(other) => {
-            return Err(field_err(
-                "featureGates",
-                format!(
-                    "must be a map of feature gate names to true or false, found {}",
-                    describe(other)
-                ),
-            ))
-        }
+/// Learner members need etcd 3.4 or newer: the etcd the target runs (its pinned
+/// `etcd.local.imageTag`, else kubeadm's default for the target) must have them. External
+/// etcd is not kubeadm's to check.
+fn check_etcd_for_learners(
+    origin: &str,
+    doc: &Mapping,
+    target: &Version,
+    opts: &MigrateOptions,
+    lines: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Result<(), UpgradeError> {
+    let field_err = |field: &str, problem: String| UpgradeError::InvalidField {
+        origin: origin.to_string(),
+        field: field.to_string(),
+        problem,
     };
-    let mut gates_after = Mapping::new();
-    let mut learner_value: Option<bool> = None;
-    for (key, val) in gates_before.iter().flatten() {
-        let Value::String(name) = key else {
-            return Err(field_err(
-                "featureGates",
-                format!("keys must be feature gate names, found {}", describe(key)),
-            ));
-        };
-        let Value::Bool(set) = val else {
-            return Err(field_err(
-                &format!("featureGates.{name}"),
-                format!("must be true or false, found {}", describe(val)),
-            ));
-        };
-        let set = *set;
-        let action = match table.gate(name).map(|g| g.state(minor)) {
-            None => {
-                warnings.push(format!(
-                    "feature gate {name:?} is not in this tool's table of kubeadm feature gates; kept as it is: \
-                     check that kubeadm {target_minor} accepts it"
-                ));
-                Action::Keep
-            }
-            Some(GateState::NotYetIntroduced { introduced }) => {
-                lines.push(format!(
-                    "{PREFIX} Removing feature gate {name:?}: Kubernetes {target_minor} does not know it yet (introduced in v1.{introduced})"
-                ));
-                Action::Drop
-            }
-            Some(GateState::Removed { entry, before }) => {
-                lines.push(format!(
-                    "{PREFIX} Removing feature gate {name:?}: removed in Kubernetes v1.{}",
-                    entry.since
-                ));
-                let last_default = before.and_then(|b| b.default);
-                if last_default.is_some_and(|d| d != set) {
-                    let mut warning = format!(
-                        "feature gate {name:?} was set to {set}, but kubeadm dropped it in v1.{} and behaves as if it were {}: \
-                         the cluster's behaviour changes",
-                        entry.since,
-                        !set
-                    );
-                    if let Some(note) = &entry.note {
-                        warning.push_str(&format!(" ({note})"));
-                    }
-                    warnings.push(warning);
-                }
-                Action::Drop
-            }
-            Some(GateState::Available(entry)) if entry.locked => {
-                let locked_to = entry.default.unwrap_or(true);
-                if set == locked_to {
-                    lines.push(format!(
-                        "{PREFIX} Removing feature gate {name:?}: GA and locked to {locked_to} since Kubernetes v1.{}",
-                        entry.since
-                    ));
-                    Action::Drop
-                } else if opts.force {
-                    lines.push(format!(
-                        "{PREFIX} Removing feature gate {name:?}: set to {set} but GA and locked to {locked_to} in Kubernetes \
-                         {target_minor} (forced)"
-                    ));
-                    warnings.push(format!(
-                        "feature gate {name:?} was explicitly set to {set}; Kubernetes {target_minor} locks it to {locked_to}, \
-                         so after the upgrade the feature is {}: the cluster's behaviour changes",
-                        if locked_to { "enabled" } else { "disabled" }
-                    ));
-                    Action::Drop
-                } else {
-                    return Err(UpgradeError::LockedGateDisabled {
-                        origin: origin.to_string(),
-                        gate: name.clone(),
-                        minor,
-                    });
-                }
-            }
-            Some(GateState::Available(entry)) => {
-                let default = entry.default.unwrap_or(false);
-                lines.push(format!(
-                    "{PREFIX} Keeping feature gate {name:?} = {set}: {} in Kubernetes {target_minor} (default {default})",
-                    entry.stage.name()
-                ));
-                if entry.stage == Stage::Deprecated {
-                    warnings.push(format!(
-                        "feature gate {name:?} is deprecated since Kubernetes v1.{} and will be removed: plan to stop using it",
-                        entry.since
-                    ));
-                }
-                Action::Keep
-            }
-        };
-        match action {
-            Action::Keep => {
-                gates_after.insert(key.clone(), val.clone());
-                if name == LEARNER_GATE {
-                    learner_value = Some(set);
-                }
-            }
-            Action::Drop => {}
-        }
-    }
-
-    // --enable-learner-mode: set the gate only where the target needs it set.
-    let learner_gate = table
-        .gate(LEARNER_GATE)
-        .expect("the table has EtcdLearnerMode");
-    let learner_state = learner_gate.state(minor);
-    if opts.enable_learner_mode {
-        match learner_state {
-            GateState::NotYetIntroduced { introduced } => {
-                return Err(UpgradeError::LearnerModeUnavailable {
-                    target: format!("v{target}"),
-                    introduced,
-                })
-            }
-            GateState::Available(entry) if entry.locked => {
-                lines.push(format!(
-                    "{PREFIX} Not setting feature gate {LEARNER_GATE:?}: GA and always on in Kubernetes {target_minor}"
-                ));
-            }
-            GateState::Removed { entry, .. } => {
-                lines.push(format!(
-                    "{PREFIX} Not setting feature gate {LEARNER_GATE:?}: removed in Kubernetes v1.{}, learner mode is always on",
-                    entry.since
-                ));
-            }
-            GateState::Available(entry) => match learner_value {
-                Some(true) => {}
-                Some(false) => {
-                    lines.push(format!(
-                        "{PREFIX} Changing feature gate {LEARNER_GATE:?} from false to true: learner mode was requested"
-                    ));
-                    warnings.push(format!(
-                        "feature gate {LEARNER_GATE:?} was explicitly false; enabling learner mode as requested overrides that choice"
-                    ));
-                    gates_after.insert(Value::String(LEARNER_GATE.into()), Value::Bool(true));
-                    learner_value = Some(true);
-                }
-                None if entry.default == Some(true) => {
-                    lines.push(format!(
-                        "{PREFIX} Not setting feature gate {LEARNER_GATE:?}: {} and on by default in Kubernetes {target_minor}",
-                        entry.stage.name()
-                    ));
-                }
-                None => {
-                    lines.push(format!(
-                        "{PREFIX} Setting feature gate {LEARNER_GATE:?} to true: {} in Kubernetes {target_minor}, off unless set",
-                        entry.stage.name()
-                    ));
-                    gates_after.insert(Value::String(LEARNER_GATE.into()), Value::Bool(true));
-                    learner_value = Some(true);
-                }
-            },
-        }
-    }
-
-    // Write featureGates back, in place.
-    let had_entries = gates_before.as_ref().is_some_and(|m| !m.is_empty());
-    if gates_before.as_ref() != Some(&gates_after) {
-        if gates_after.is_empty() {
-            if had_entries {
-                doc.shift_remove("featureGates");
-                lines.push(format!(
-                    "{PREFIX} Removing featureGates: no feature gates are left"
-                ));
-            }
-        } else if doc.contains_key("featureGates") {
-            doc.insert(
-                Value::String("featureGates".into()),
-                Value::Mapping(gates_after),
-            );
-        } else {
-            insert_sorted(doc, "featureGates", Value::Mapping(gates_after));
-        }
-    }
-
-    // Learner members need etcd >= 3.4; check the etcd the target would run.
-    let learner_on = match learner_state {
-        GateState::NotYetIntroduced { .. } => false,
-        GateState::Available(entry) => learner_value.unwrap_or(entry.default == Some(true)),
-        GateState::Removed { .. } => true,
-    };
+    let target_minor = format!("v1.{}", target.minor);
     let etcd = doc.get("etcd");
     let external = etcd
         .and_then(|e| e.get("external"))
         .is_some_and(|e| !e.is_null());
-    if learner_on && !external {
-        let image_tag = match etcd
-            .and_then(|e| e.get("local"))
-            .and_then(|l| l.get("imageTag"))
-        {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.is_empty() => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(other) => {
-                return Err(field_err(
-                    "etcd.local.imageTag",
-                    format!("must be a string, found {}", describe(other)),
-                ))
-            }
-        };
-        // NB: kubeadm's own tags all support learners; the check is only worth a line when
-        // the operator asked for learner mode or pinned the etcd image.
-        let worth_a_line = opts.enable_learner_mode || image_tag.is_some();
-        let (tag, from) = match image_tag {
-            Some(tag) => (tag, "from etcd.local.imageTag".to_string()),
-            None => {
-                let (tag, warning) = etcd_version_for_kubernetes(&target);
-                warnings.extend(warning);
-                (
-                    tag,
-                    format!("kubeadm's default for Kubernetes {target_minor}"),
-                )
-            }
-        };
-        let version =
-            etcd_semver_from_tag(&tag).map_err(|source| UpgradeError::InvalidEtcdImageTag {
-                origin: origin.to_string(),
-                source,
-            })?;
-        if !crate::membership::version::supports_learners(&version) {
-            return Err(UpgradeError::EtcdTooOldForLearner {
-                version: version.to_string(),
-                tag,
-                from,
-                target: format!("v{target}"),
-            });
+    if external {
+        return Ok(());
+    }
+    let image_tag = match etcd
+        .and_then(|e| e.get("local"))
+        .and_then(|l| l.get("imageTag"))
+    {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            return Err(field_err(
+                "etcd.local.imageTag",
+                format!("must be a string, found {}", describe(other)),
+            ))
         }
-        if worth_a_line {
-            lines.push(format!(
-                "{PREFIX} etcd learner mode is on in Kubernetes {target_minor} and etcd {version} ({tag}, {from}) supports it"
-            ));
-        }
-    }
-
-    // The v1beta3 → v1beta4 conversion, when asked for.
-    let mut final_api = api_version.clone();
-    if requested_api == Some(V1BETA4) && api_version == V1BETA3 {
-        convert_v1beta3_to_v1beta4(doc, &mut lines, &mut warnings, &field_err)?;
-        final_api = V1BETA4.to_string();
-    }
-    if final_api == V1BETA3 && minor >= V1BETA3_REMOVED_IN {
-        warnings.push(format!(
-            "the ClusterConfiguration stays {V1BETA3}, which kubeadm v1.{V1BETA3_REMOVED_IN} and newer no longer read: \
-             convert it to {V1BETA4}"
-        ));
-    }
-
-    let changed = value != original;
-    let yaml = if changed {
-        crate::yaml::to_string(&value).map_err(|source| UpgradeError::Serialize {
-            what: "the migrated ClusterConfiguration".into(),
-            source,
-        })?
-    } else {
-        lines.push(format!(
-            "{PREFIX} Nothing to change: the feature gates are already right for Kubernetes v{target}"
-        ));
-        yaml.to_string()
     };
-    Ok(Outcome {
-        yaml,
-        lines,
-        warnings,
-        changed,
-        target,
-    })
+    // NB: kubeadm's own tags all support learners; the check is only worth a line when
+    // the operator asked for learner mode or pinned the etcd image.
+    let worth_a_line = opts.enable_learner_mode || image_tag.is_some();
+    let (tag, from) = match image_tag {
+        Some(tag) => (tag, "from etcd.local.imageTag".to_string()),
+        None => {
+            let (tag, warning) = etcd_version_for_kubernetes(target);
+            warnings.extend(warning);
+            (
+                tag,
+                format!("kubeadm's default for Kubernetes {target_minor}"),
+            )
+        }
+    };
+    let version =
+        etcd_semver_from_tag(&tag).map_err(|source| UpgradeError::InvalidEtcdImageTag {
+            origin: origin.to_string(),
+            source,
+        })?;
+    if !crate::membership::version::supports_learners(&version) {
+        return Err(UpgradeError::EtcdTooOldForLearner {
+            version: version.to_string(),
+            tag,
+            from,
+            target: format!("v{target}"),
+        });
+    }
+    if worth_a_line {
+        lines.push(format!(
+            "{PREFIX} etcd learner mode is on in Kubernetes {target_minor} and etcd {version} ({tag}, {from}) supports it"
+        ));
+    }
+    Ok(())
 }
 
 /// Inserts `key` before the first key that sorts after it when the mapping's keys are

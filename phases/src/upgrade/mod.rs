@@ -33,7 +33,7 @@ pub use configmap::{KEY, MAX_RETRIES, NAME, NAMESPACE};
 pub use error::UpgradeError;
 
 /// kubeadm's directory for backups made during upgrades.
-pub const DEFAULT_BACKUP_DIR: &str = "/etc/kubernetes/tmp";
+pub use crate::manifest::DEFAULT_BACKUP_DIR;
 
 /// What to migrate to, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
