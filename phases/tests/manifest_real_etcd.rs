@@ -18,6 +18,9 @@ use k8s_openapi::api::core::v1::{Pod, Probe};
 use phases::config;
 use phases::manifest::{self, BundleHost, BundleOptions, BundlePaths, ManifestOptions};
 
+/// Rendered as kubeadm v1.30 renders it: the probes these tests ask of the real etcd
+/// (3.4.23, 3.5.1) are the `/health` ones kubeadm wrote up to 1.30; from 1.31 kubeadm
+/// probes `/livez` and `/readyz`, which etcd serves only from 3.5.11.
 fn node_config(
     version: EtcdVersion,
     name: &str,
@@ -35,7 +38,7 @@ localAPIEndpoint:
 ---
 apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
-kubernetesVersion: v1.33.2
+kubernetesVersion: v1.30.4
 etcd:
   local:
     imageTag: {tag}
