@@ -46,24 +46,24 @@ pub enum UpgradeEtcdError {
     Downgrade {
         id: MemberId,
         name: String,
-        from: semver::Version,
-        to: semver::Version,
+        from: String,
+        to: String,
     },
 
     #[error("refusing to upgrade member {name} ({id}) from etcd {from} to {to}: etcd upgrades one minor at a time; upgrade every member to the newest {next} release first, then to {to}")]
     MinorSkipped {
         id: MemberId,
         name: String,
-        from: semver::Version,
-        to: semver::Version,
+        from: String,
+        to: String,
         next: String,
     },
 
     #[error("refusing to upgrade to etcd {to}: {}; upgrade {} to {minimum} or newer first ({why})", members_below(members), if members.len() == 1 { "it" } else { "them" })]
     BelowMinimum {
-        to: semver::Version,
-        minimum: semver::Version,
-        members: Vec<(MemberId, String, semver::Version)>,
+        to: String,
+        minimum: String,
+        members: Vec<(MemberId, String, String)>,
         why: &'static str,
     },
 
@@ -71,8 +71,8 @@ pub enum UpgradeEtcdError {
     MemberBehind {
         id: MemberId,
         name: String,
-        version: semver::Version,
-        to: semver::Version,
+        version: String,
+        to: String,
         needed: String,
     },
 
@@ -86,20 +86,19 @@ pub enum UpgradeEtcdError {
         message: String,
     },
 
-    #[error("the upgrade of member {name} to etcd {to} failed: {reason}. The previous manifest was put back (the failed one is {}) and the member is running etcd {from} again. Nothing was lost; the snapshot taken before the change, {}, is there to restore from (phase etcd snapshot restore) if the data was damaged.", failed_manifest.display(), snapshot.display())]
+    #[error("the upgrade to etcd {to} failed: {reason}. The previous manifest was put back (the failed one is {}) and the member is running etcd {from} again. Nothing was lost; the snapshot taken before the change, {}, is there to restore from (phase etcd snapshot restore) if the data was damaged.", failed_manifest.display(), snapshot.display())]
+    /// `reason` names the member.
     RolledBack {
-        name: String,
-        from: semver::Version,
-        to: semver::Version,
+        from: String,
+        to: String,
         reason: String,
         snapshot: PathBuf,
         failed_manifest: PathBuf,
     },
 
-    #[error("the upgrade of member {name} to etcd {to} failed ({reason}), and after the previous manifest was put back the member did not return: {rollback}. Its old manifest is {}; the snapshot taken before the change is {}: if the member's data is damaged, remove the member, and rejoin this node (join-learner, promote), or restore the cluster from it (phase etcd snapshot restore).", old_manifest.display(), snapshot.display())]
+    #[error("the upgrade to etcd {to} failed ({reason}), and after the previous manifest was put back the member did not return: {rollback}. Its old manifest is {}; the snapshot taken before the change is {}: if the member's data is damaged, remove the member, and rejoin this node (join-learner, promote), or restore the cluster from it (phase etcd snapshot restore).", old_manifest.display(), snapshot.display())]
     RollbackFailed {
-        name: String,
-        to: semver::Version,
+        to: String,
         reason: String,
         rollback: String,
         snapshot: PathBuf,
@@ -134,7 +133,7 @@ fn voters_down(down: &[(MemberId, String, String)]) -> String {
     )
 }
 
-fn members_below(members: &[(MemberId, String, semver::Version)]) -> String {
+fn members_below(members: &[(MemberId, String, String)]) -> String {
     members
         .iter()
         .map(|(id, name, v)| format!("member {name} ({id}) runs etcd {v}"))

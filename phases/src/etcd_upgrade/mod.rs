@@ -276,7 +276,6 @@ pub async fn upgrade(
         report(UpgradeEvent::RollingBack {
             reason: reason.clone(),
         });
-        let name = plan.member.display_name();
         let restored = manifest::write_manifest(&opts.manifest_dir, &opts.backup_dir, &current)?;
         let failed_manifest = match restored {
             WriteOutcome::Replaced { backup } => backup,
@@ -295,16 +294,14 @@ pub async fn upgrade(
             .await
             {
                 Ok(()) => UpgradeEtcdError::RolledBack {
-                    name,
-                    from: plan.from,
-                    to,
+                    from: plan.from.to_string(),
+                    to: to.to_string(),
                     reason,
                     snapshot: saved.path,
                     failed_manifest,
                 },
                 Err(rollback) => UpgradeEtcdError::RollbackFailed {
-                    name,
-                    to,
+                    to: to.to_string(),
                     reason,
                     rollback,
                     snapshot: saved.path,
@@ -450,7 +447,7 @@ async fn wait_for_member(
             return Err(format!(
                 "member {} did not come back on etcd {want} within {}: last seen {seen}",
                 member.display_name(),
-                crate::config::GoDuration(started.elapsed())
+                crate::config::GoDuration(Duration::from_secs(started.elapsed().as_secs()))
             ));
         }
         tokio::time::sleep(POLL).await;

@@ -192,8 +192,8 @@ pub fn check_path(
         return Err(UpgradeEtcdError::Downgrade {
             id: this.id,
             name: this.display_name(),
-            from,
-            to,
+            from: from.to_string(),
+            to: to.to_string(),
         });
     }
     if to.major != from.major || to.minor > from.minor + 1 {
@@ -201,8 +201,8 @@ pub fn check_path(
             id: this.id,
             name: this.display_name(),
             next: format!("{}.{}", from.major, from.minor + 1),
-            from,
-            to,
+            from: from.to_string(),
+            to: to.to_string(),
         });
     }
     // Every member must be on the minor below the target or newer: a rolling upgrade
@@ -215,8 +215,8 @@ pub fn check_path(
         return Err(UpgradeEtcdError::MemberBehind {
             id: m.id,
             name: m.display_name(),
-            version: v.clone(),
-            to: to.clone(),
+            version: v.to_string(),
+            to: to.to_string(),
             needed: format!("{}.{floor_minor}", to.major),
         });
     }
@@ -227,12 +227,12 @@ pub fn check_path(
         let below: Vec<_> = versions
             .iter()
             .filter(|(_, v)| v.minor == minimum.minor && core(v) < *minimum)
-            .map(|(m, v)| (m.id, m.display_name(), v.clone()))
+            .map(|(m, v)| (m.id, m.display_name(), v.to_string()))
             .collect();
         if !below.is_empty() {
             return Err(UpgradeEtcdError::BelowMinimum {
-                to,
-                minimum: minimum.clone(),
+                to: to.to_string(),
+                minimum: minimum.to_string(),
                 members: below,
                 why: why(minimum.minor + 1),
             });
