@@ -11,6 +11,8 @@ pub mod pki;
 pub mod versions;
 pub mod yaml;
 
+pub mod etcd_upgrade;
 pub mod kube;
 pub mod membership;
+pub mod snapshot;
 pub mod upgrade;

@@ -35,6 +35,8 @@
 //! | 25      | `manifest_real_etcd::a_flag_the_release_does_not_know_fails_the_start` |
 //! | 60-73   | issue 6: `faults` 60-69, `tls` 70-71, root `tests/faults_cli.rs` 72-73 |
 //! | 74      | root `tests/secrets.rs`, membership commands at trace level |
+//! | 80-82   | issue 13: `snapshot` (save, restore, full disk)              |
+//! | 83      | issue 13: `etcd_upgrade` (3.4.23 → 3.5.1, one member at a time) |
 //! | 100-199 | the learner lifecycle tests (issue 4)                       |
 //! | 250     | never: `hack/local-cluster.sh` (127.250.0.11-13)            |
 //! | 251     | never: `hack/bench_join.py` (127.251.0.11-12)               |

@@ -1,0 +1,142 @@
+use std::path::PathBuf;
+
+use crate::manifest::ManifestError;
+use crate::membership::{MemberId, MembershipError};
+use crate::snapshot::SnapshotError;
+
+/// etcd's procedure for going back a minor (3.6+: `etcdctl downgrade validate|enable`,
+/// then members replaced one by one), named in every downgrade refusal.
+pub const DOWNGRADE_DOC: &str = "https://etcd.io/docs/v3.6/downgrades/downgrade_3_6/";
+
+/// Everything that stops `upgrade etcd`. Every refusal in preflight comes before any
+/// change; messages name the member (name and hex ID) and the release to move it to.
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeEtcdError {
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
+
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+
+    #[error(transparent)]
+    Manifest(#[from] Box<ManifestError>),
+
+    #[error("invalid target etcd version {given:?}: {reason}")]
+    Target { given: String, reason: String },
+
+    #[error("no member of the cluster has this node's peer URL {peer_url}; `upgrade etcd` upgrades this node's own member (members: {members})")]
+    NotAMember { peer_url: String, members: String },
+
+    #[error("member {name} ({id}) is a learner: a join is in flight; finish it (phase etcd promote) or roll it back (phase etcd remove-member --id {id}) before upgrading")]
+    LearnerInFlight { id: MemberId, name: String },
+
+    #[error("{}", voters_down(down))]
+    VotersDown {
+        down: Vec<(MemberId, String, String)>,
+    },
+
+    #[error("member {name} ({id}) reports etcd version {version:?}, which this tool cannot read")]
+    VersionUnknown {
+        id: MemberId,
+        name: String,
+        version: String,
+    },
+
+    #[error("refusing to downgrade member {name} ({id}) from etcd {from} to {to}: etcd does not support going back by replacing the binary; follow etcd's downgrade procedure ({DOWNGRADE_DOC}: etcdctl downgrade validate, then enable, then replace the members one by one)")]
+    Downgrade {
+        id: MemberId,
+        name: String,
+        from: String,
+        to: String,
+    },
+
+    #[error("refusing to upgrade member {name} ({id}) from etcd {from} to {to}: etcd upgrades one minor at a time; upgrade every member to the newest {next} release first, then to {to}")]
+    MinorSkipped {
+        id: MemberId,
+        name: String,
+        from: String,
+        to: String,
+        next: String,
+    },
+
+    #[error("refusing to upgrade to etcd {to}: {}; upgrade {} to {minimum} or newer first ({why})", members_below(members), if members.len() == 1 { "it" } else { "them" })]
+    BelowMinimum {
+        to: String,
+        minimum: String,
+        members: Vec<(MemberId, String, String)>,
+        why: &'static str,
+    },
+
+    #[error("refusing to upgrade to etcd {to}: member {name} ({id}) runs etcd {version}, more than one minor behind; upgrade it to the newest {needed} release first")]
+    MemberBehind {
+        id: MemberId,
+        name: String,
+        version: String,
+        to: String,
+        needed: String,
+    },
+
+    #[error("this node's etcd manifest {}: {reason}", path.display())]
+    ManifestUnusable { path: PathBuf, reason: String },
+
+    #[error("failed to move the leadership from this member ({from}) to {to}: {message}; nothing was changed, run again")]
+    MoveLeader {
+        from: MemberId,
+        to: MemberId,
+        message: String,
+    },
+
+    #[error("the upgrade to etcd {to} failed: {reason}. The previous manifest was put back (the failed one is {}) and the member is running etcd {from} again. Nothing was lost; the snapshot taken before the change, {}, is there to restore from (phase etcd snapshot restore) if the data was damaged.", failed_manifest.display(), snapshot.display())]
+    /// `reason` names the member.
+    RolledBack {
+        from: String,
+        to: String,
+        reason: String,
+        snapshot: PathBuf,
+        failed_manifest: PathBuf,
+    },
+
+    #[error("the upgrade to etcd {to} failed ({reason}), and after the previous manifest was put back the member did not return: {rollback}. Its old manifest is {}; the snapshot taken before the change is {}: if the member's data is damaged, remove the member, and rejoin this node (join-learner, promote), or restore the cluster from it (phase etcd snapshot restore).", old_manifest.display(), snapshot.display())]
+    RollbackFailed {
+        to: String,
+        reason: String,
+        rollback: String,
+        snapshot: PathBuf,
+        old_manifest: PathBuf,
+    },
+}
+
+impl From<ManifestError> for UpgradeEtcdError {
+    fn from(e: ManifestError) -> Self {
+        Self::Manifest(Box::new(e))
+    }
+}
+
+impl From<crate::config::ConfigError> for UpgradeEtcdError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        Self::Manifest(Box::new(ManifestError::from(e)))
+    }
+}
+
+fn voters_down(down: &[(MemberId, String, String)]) -> String {
+    let list = down
+        .iter()
+        .map(|(id, name, why)| format!("{name} ({id}): {why}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let first = down
+        .first()
+        .map(|(id, _, _)| id.to_string())
+        .unwrap_or_default();
+    format!(
+        "refusing to upgrade while a voting member is down ({list}): restarting this member would leave the cluster one more failure from losing quorum; bring it back, or remove it (phase etcd remove-member --id {first}) first"
+    )
+}
+
+fn members_below(members: &[(MemberId, String, String)]) -> String {
+    members
+        .iter()
+        .map(|(id, name, v)| format!("member {name} ({id}) runs etcd {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,455 @@
+//! `upgrade etcd`: move this node's etcd member to another release, safely.
+//!
+//! 1. **Preflight** ([`plan::evaluate`]), before anything changes: this node is a member,
+//!    no learner is in flight, every voter answers and is healthy (so quorum survives the
+//!    restart), and the version path is one etcd supports: no downgrade, no skipped minor,
+//!    every member on the minimum release of its minor ([`plan::MINOR_UPGRADE_MINIMUMS`]).
+//! 2. **Snapshot** of the cluster ([`crate::snapshot::save`]).
+//! 3. **Leadership** moves to the healthy voter furthest along when this member leads,
+//!    so its restart costs no election under load.
+//! 4. **Manifest**: this node's static Pod manifest re-rendered for the new image tag by
+//!    the manifest renderer (flags spelled as that release expects), keeping its initial
+//!    cluster; the old one is backed up first.
+//! 5. **Wait** until the member answers on the new release (its Status says so), has
+//!    applied what the leader had committed when it came back, and every voter is
+//!    healthy.
+//!
+//! On a failure or timeout in 5, the old manifest is written back and the member is
+//! waited for on its old release; the error says what happened and names the snapshot.
+//! Rerunning after success changes nothing: the member already runs the target and the
+//! rendered manifest is byte-identical.
+//!
+//! The kubelet restarts the member when the manifest changes; nothing here starts or stops
+//! etcd.
+
+mod error;
+pub mod plan;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use semver::Version;
+
+pub use error::{UpgradeEtcdError, DOWNGRADE_DOC};
+pub use plan::{Plan, Step};
+
+use crate::config::{Etcd, KubeadmConfig};
+use crate::manifest::{self, ManifestOptions, Member, WriteOutcome};
+use crate::membership::{EtcdClient, EtcdTls, MemberId, MemberInfo};
+use crate::snapshot::{self, SaveEvent, SaveOptions, Saved};
+
+/// How often the member is polled while it restarts.
+const POLL: Duration = Duration::from_millis(500);
+/// How long a leadership transfer may take to show.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What `upgrade etcd` needs besides the kubeadm configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradeOptions {
+    /// The target, as an image tag (`3.6.14-0`) or a release (`v3.6.14`).
+    pub target_tag: String,
+    /// This node's peer URL: which member is this node's.
+    pub peer_url: String,
+    pub cert_dir: PathBuf,
+    pub manifest_dir: PathBuf,
+    /// Where the replaced manifest is backed up (`/etc/kubernetes/tmp`).
+    pub backup_dir: PathBuf,
+    pub snapshot: SaveOptions,
+    /// How long the member may take to come back on the new release (and, after a
+    /// rollback, on the old one).
+    pub timeout: Duration,
+    /// Preflight and render only; write nothing.
+    pub dry_run: bool,
+}
+
+/// What an upgrade is doing, for display.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpgradeEvent {
+    /// Preflight passed.
+    Planned {
+        from: Version,
+        to: Version,
+        step: Step,
+        warnings: Vec<String>,
+    },
+    Snapshot(SaveEvent),
+    SnapshotSaved {
+        path: PathBuf,
+        revision: i64,
+        size: u64,
+    },
+    LeadershipMoved {
+        from: MemberId,
+        to: MemberId,
+    },
+    ManifestWritten {
+        path: PathBuf,
+        backup: Option<PathBuf>,
+    },
+    /// Polling the member; `seen` is what it last said (its version, or why not).
+    Waiting {
+        seen: String,
+        elapsed: Duration,
+    },
+    RollingBack {
+        reason: String,
+    },
+}
+
+/// How an upgrade ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The member runs the target and its manifest is what this tool renders: nothing
+    /// was touched.
+    Unchanged { version: Version },
+    /// `dry_run`: what would change.
+    DryRun { plan: Box<Plan>, diff: String },
+    Upgraded {
+        from: Version,
+        to: Version,
+        snapshot: Box<Saved>,
+        /// The previous manifest.
+        backup: Option<PathBuf>,
+        leadership_moved_to: Option<MemberId>,
+        elapsed: Duration,
+    },
+}
+
+/// The target tag's release.
+pub fn target_version(tag: &str) -> Result<Version, UpgradeEtcdError> {
+    crate::versions::etcd_semver_from_tag(tag).map_err(|e| UpgradeEtcdError::Target {
+        given: tag.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// This node's manifest re-rendered for `target_tag`, keeping the initial cluster it
+/// was started with (`--initial-cluster`, and `--initial-cluster-state=existing` for a
+/// member that joined).
+pub fn render_manifest(
+    cfg: &KubeadmConfig,
+    cert_dir: &Path,
+    current: &str,
+    manifest_path: &Path,
+    target_tag: &str,
+) -> Result<String, UpgradeEtcdError> {
+    let unusable = |reason: String| UpgradeEtcdError::ManifestUnusable {
+        path: manifest_path.to_path_buf(),
+        reason,
+    };
+    let pod: Pod =
+        serde_yaml::from_str(current).map_err(|e| unusable(format!("not a Pod: {e}")))?;
+    let command = pod
+        .spec
+        .and_then(|s| s.containers.into_iter().next())
+        .and_then(|c| c.command)
+        .ok_or_else(|| unusable("its first container has no command".to_string()))?;
+    let flag = |name: &str| snapshot::restore::command_flag(&command, name);
+    let options = match flag("initial-cluster-state") {
+        Some("existing") => {
+            let list = flag("initial-cluster")
+                .ok_or_else(|| unusable("no --initial-cluster".to_string()))?;
+            let members = list
+                .split(',')
+                .map(|pair| {
+                    pair.split_once('=')
+                        .map(|(name, url)| Member {
+                            name: name.to_string(),
+                            peer_url: url.to_string(),
+                        })
+                        .ok_or_else(|| {
+                            unusable(format!("--initial-cluster entry {pair:?} is not NAME=URL"))
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            ManifestOptions::joining(cert_dir.to_path_buf(), members)
+        }
+        _ => ManifestOptions::first_member(cert_dir.to_path_buf()),
+    };
+    let mut cfg = cfg.clone();
+    match &mut cfg.cluster.etcd {
+        Etcd::Local(local) => local.image_tag = Some(target_tag.to_string()),
+        Etcd::External(_) => {
+            cfg.require_local_etcd()?;
+        }
+    }
+    let pod = manifest::etcd_pod(&cfg, &options)?;
+    Ok(manifest::render_yaml(&pod)?)
+}
+
+fn diff(old: &str, new: &str) -> String {
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header("etcd.yaml (current)", "etcd.yaml (upgraded)")
+        .to_string()
+}
+
+/// Upgrades this node's member; see the module documentation.
+pub async fn upgrade(
+    client: &EtcdClient,
+    tls: &EtcdTls,
+    cfg: &KubeadmConfig,
+    opts: &UpgradeOptions,
+    report: &mut (dyn FnMut(UpgradeEvent) + Send),
+) -> Result<Outcome, UpgradeEtcdError> {
+    let started = Instant::now();
+    let to = target_version(&opts.target_tag)?;
+    let deadline = tokio::time::Instant::now() + client.rpc_timeout().max(Duration::from_secs(10));
+    let membership = client.member_list_until(deadline).await?;
+    client.sync_endpoints(&membership)?;
+    let statuses = client.statuses(&membership.members).await;
+    let plan = plan::evaluate(&membership.members, &statuses, &opts.peer_url, &to)?;
+
+    let manifest_path = manifest::manifest_path(&opts.manifest_dir);
+    let current = std::fs::read_to_string(&manifest_path).map_err(|e| {
+        UpgradeEtcdError::ManifestUnusable {
+            path: manifest_path.clone(),
+            reason: format!("{e}; `upgrade etcd` runs on the node whose member runs from this static Pod manifest"),
+        }
+    })?;
+    let new = render_manifest(
+        cfg,
+        &opts.cert_dir,
+        &current,
+        &manifest_path,
+        &opts.target_tag,
+    )?;
+    if plan.step == Step::AlreadyThere && new == current {
+        return Ok(Outcome::Unchanged { version: plan.from });
+    }
+    if opts.dry_run {
+        return Ok(Outcome::DryRun {
+            diff: diff(&current, &new),
+            plan: Box::new(plan),
+        });
+    }
+    report(UpgradeEvent::Planned {
+        from: plan.from.clone(),
+        to: to.clone(),
+        step: plan.step,
+        warnings: plan.warnings.clone(),
+    });
+
+    let saved = snapshot::save(client, tls, &opts.snapshot, &mut |e| {
+        report(UpgradeEvent::Snapshot(e))
+    })
+    .await?;
+    report(UpgradeEvent::SnapshotSaved {
+        path: saved.path.clone(),
+        revision: saved.revision,
+        size: saved.file_size,
+    });
+
+    let mut moved_to = None;
+    if let Some(target) = plan.transfer_to {
+        move_leader(client, tls, &plan.member, target).await?;
+        report(UpgradeEvent::LeadershipMoved {
+            from: plan.member.id,
+            to: target,
+        });
+        moved_to = Some(target);
+    }
+
+    let written = manifest::write_manifest(&opts.manifest_dir, &opts.backup_dir, &new)?;
+    let backup = match &written {
+        WriteOutcome::Replaced { backup } => Some(backup.clone()),
+        _ => None,
+    };
+    report(UpgradeEvent::ManifestWritten {
+        path: manifest_path.clone(),
+        backup: backup.clone(),
+    });
+
+    let wait_deadline = tokio::time::Instant::now() + opts.timeout;
+    if let Err(reason) = wait_for_member(
+        client,
+        &membership.members,
+        &plan.member,
+        &to,
+        wait_deadline,
+        report,
+    )
+    .await
+    {
+        report(UpgradeEvent::RollingBack {
+            reason: reason.clone(),
+        });
+        let restored = manifest::write_manifest(&opts.manifest_dir, &opts.backup_dir, &current)?;
+        let failed_manifest = match restored {
+            WriteOutcome::Replaced { backup } => backup,
+            _ => manifest::backup_path(&opts.backup_dir, new.as_bytes()),
+        };
+        let back_deadline = tokio::time::Instant::now() + opts.timeout;
+        return Err(
+            match wait_for_member(
+                client,
+                &membership.members,
+                &plan.member,
+                &plan.from,
+                back_deadline,
+                report,
+            )
+            .await
+            {
+                Ok(()) => UpgradeEtcdError::RolledBack {
+                    from: plan.from.to_string(),
+                    to: to.to_string(),
+                    reason,
+                    snapshot: saved.path,
+                    failed_manifest,
+                },
+                Err(rollback) => UpgradeEtcdError::RollbackFailed {
+                    to: to.to_string(),
+                    reason,
+                    rollback,
+                    snapshot: saved.path,
+                    old_manifest: manifest_path,
+                },
+            },
+        );
+    }
+    Ok(Outcome::Upgraded {
+        from: plan.from,
+        to,
+        snapshot: Box::new(saved),
+        backup,
+        leadership_moved_to: moved_to,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// MoveLeader, sent to the leader (this member), then waits until the leadership shows
+/// on `target`'s Status.
+async fn move_leader(
+    client: &EtcdClient,
+    tls: &EtcdTls,
+    leader: &MemberInfo,
+    target: MemberId,
+) -> Result<(), UpgradeEtcdError> {
+    let failed = |message: String| UpgradeEtcdError::MoveLeader {
+        from: leader.id,
+        to: target,
+        message,
+    };
+    let url = leader
+        .client_urls
+        .first()
+        .ok_or_else(|| failed("this member has no client URL".to_string()))?;
+    let mut etcd = snapshot::save::connect(url, tls, client.rpc_timeout())
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    match tokio::time::timeout(TRANSFER_TIMEOUT, etcd.move_leader(target.0)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(failed(crate::membership::RpcError::from(e).to_string())),
+        Err(_) => return Err(failed("no answer in time".to_string())),
+    }
+    let deadline = tokio::time::Instant::now() + TRANSFER_TIMEOUT;
+    loop {
+        if let Ok(s) = client.status(url).await {
+            if s.leader == target {
+                return Ok(());
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(failed(
+                "etcd accepted the transfer but the leadership did not move in time".to_string(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `member` answers on release `want`, has applied what the leader had
+/// committed when it first answered, and every member is healthy. `Err` says what was
+/// last seen.
+async fn wait_for_member(
+    client: &EtcdClient,
+    members: &[MemberInfo],
+    member: &MemberInfo,
+    want: &Version,
+    deadline: tokio::time::Instant,
+    report: &mut (dyn FnMut(UpgradeEvent) + Send),
+) -> Result<(), String> {
+    let started = Instant::now();
+    let url = member.client_urls.first().cloned().unwrap_or_default();
+    let mut leader_index_when_back: Option<u64> = None;
+    let mut seen;
+    let mut last_report = Instant::now() - Duration::from_secs(10);
+    loop {
+        match client.status(&url).await {
+            Ok(s) => {
+                let version = crate::versions::etcd_semver_from_tag(&s.version).ok();
+                let on_target = version.as_ref().is_some_and(|v| {
+                    (v.major, v.minor, v.patch) == (want.major, want.minor, want.patch)
+                });
+                seen = format!("etcd {}", s.version);
+                if on_target && s.healthy() {
+                    let leader_index = match leader_index_when_back {
+                        Some(i) => i,
+                        None => {
+                            let leader = members.iter().find(|m| m.id == s.leader);
+                            let index = match leader.and_then(|l| l.client_urls.first()) {
+                                Some(u) => client.status(u).await.map(|l| l.raft_index).ok(),
+                                None => None,
+                            };
+                            let i = index.unwrap_or(s.raft_index);
+                            leader_index_when_back = Some(i);
+                            i
+                        }
+                    };
+                    if s.raft_applied_index >= leader_index {
+                        let all = client.statuses(members).await;
+                        let unhealthy: Vec<String> = members
+                            .iter()
+                            .zip(&all)
+                            .filter_map(|(m, r)| match r {
+                                Ok(st) if st.healthy() => None,
+                                Ok(st) => {
+                                    Some(format!("{}: {}", m.display_name(), st.errors.join(", ")))
+                                }
+                                Err(e) => Some(format!("{}: {e}", m.display_name())),
+                            })
+                            .collect();
+                        if unhealthy.is_empty() {
+                            return Ok(());
+                        }
+                        seen = format!(
+                            "etcd {}, caught up; cluster not healthy yet ({})",
+                            s.version,
+                            unhealthy.join("; ")
+                        );
+                    } else {
+                        seen = format!(
+                            "etcd {}, applied index {} of {leader_index}",
+                            s.version, s.raft_applied_index
+                        );
+                    }
+                } else if on_target {
+                    seen = format!(
+                        "etcd {}, no leader yet ({})",
+                        s.version,
+                        s.errors.join(", ")
+                    );
+                }
+            }
+            Err(e) => seen = format!("not answering: {e}"),
+        }
+        if last_report.elapsed() >= Duration::from_secs(2) {
+            last_report = Instant::now();
+            report(UpgradeEvent::Waiting {
+                seen: seen.clone(),
+                elapsed: started.elapsed(),
+            });
+        }
+        if tokio::time::Instant::now() + POLL >= deadline {
+            return Err(format!(
+                "member {} did not come back on etcd {want} within {}: last seen {seen}",
+                member.display_name(),
+                crate::config::GoDuration(Duration::from_secs(started.elapsed().as_secs()))
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
