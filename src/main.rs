@@ -2,6 +2,8 @@
 //! runs it, and maps the outcome to kubeadm's exit codes: 0 success, 1 a phase failed,
 //! 2 a usage error.
 
+#![forbid(unsafe_code)]
+
 mod cli;
 mod commands;
 mod context;

@@ -4,6 +4,8 @@
 //! operation returns what happened (events, reports) and the binary decides how to show
 //! it, so the same code serves the CLI, tests and benchmarks.
 
+#![forbid(unsafe_code)]
+
 pub mod config;
 pub mod fsutil;
 pub mod manifest;

@@ -106,6 +106,8 @@ fn hook(path: &Path, step: WriteStep) -> io::Result<()> {
     }
 }
 
+// umask(2) has no safe wrapper in std.
+#[allow(unsafe_code)]
 fn setup() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {

@@ -70,13 +70,6 @@ impl ExtraArgs for ExtraArgsList {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TypeMeta {
-    pub api_version: Option<String>,
-    pub kind: Option<String>,
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeRegistration {

@@ -179,6 +179,8 @@ impl EtcdProcess {
         self.signal(libc::SIGCONT);
     }
 
+    // kill(2) has no safe wrapper in std for signals other than SIGKILL.
+    #[allow(unsafe_code)]
     fn signal(&mut self, signal: libc::c_int) {
         assert!(
             self.is_running(),
@@ -368,6 +370,8 @@ type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
 /// PR_SET_PDEATHSIG fires when the thread that forked the child exits, so all members are
 /// forked by one helper thread that never exits: the signal then comes only with the end
 /// of the whole process (a panic that aborts, a killed test binary, Ctrl-C).
+// A pre_exec hook is unsafe by nature (it runs between fork and exec).
+#[allow(unsafe_code)]
 fn spawn_bound_to_this_process(mut cmd: Command) -> io::Result<Child> {
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
