@@ -173,6 +173,11 @@ struct Watch {
     quorum_checked: Option<Instant>,
     last_error: String,
     last_wait_report: Option<Instant>,
+    /// Restarts of the learner seen during the wait: it answered again after not
+    /// answering, or its applied index went back. The kubelet's startup probe is the
+    /// usual cause (see `MembershipError::Stuck`).
+    restarts: u32,
+    last_applied: u64,
 }
 
 impl Watch {
@@ -198,6 +203,8 @@ impl Watch {
             quorum_checked: None,
             last_error: String::new(),
             last_wait_report: None,
+            restarts: 0,
+            last_applied: 0,
         }
     }
 
@@ -237,12 +244,14 @@ impl Watch {
                 url: url.clone(),
                 reason: reason.clone(),
                 waited,
+                restarts: self.restarts,
             },
             (Some(_), None, Some(p)) if p < READY_PERCENT => MembershipError::Stuck {
                 id: self.id,
                 name,
                 percent: p as u32,
                 waited,
+                restarts: self.restarts,
             },
             _ => MembershipError::Timeout {
                 what: format!("promote the learner {} ({name})", self.id),
@@ -286,7 +295,12 @@ impl Watch {
                     continue;
                 }
             };
-            if self.not_answering.take().is_some() {
+            if let Some(reason) = self.not_answering.take() {
+                // Back after a refused connection: the process was gone. A busy learner
+                // that was merely slow to answer does not count.
+                if reason != RpcError::busy(BUSY_AFTER).to_string() {
+                    self.restarts += 1;
+                }
                 report(Event::Started {
                     id: self.id,
                     name: self.name.clone(),
@@ -298,6 +312,12 @@ impl Watch {
                     report(Event::AlreadyVoter { id: self.id });
                     return Ok(PromoteOutcome::PromotedAfterError);
                 }
+                // A restarted member replays from its last snapshot: its applied index
+                // goes back even when no poll saw it down.
+                if learner.raft_applied_index < self.last_applied {
+                    self.restarts += 1;
+                }
+                self.last_applied = learner.raft_applied_index;
                 let Some(leader) = self.leader_status(client, learner.leader).await else {
                     self.pause(FAR_POLL).await;
                     continue;
@@ -658,6 +678,20 @@ mod tests {
         let err = w.timed_out();
         assert!(matches!(err, MembershipError::Unreachable { .. }), "{err}");
         assert_eq!(err.rollback_id(), Some(MemberId(0xab)));
+        assert!(!err.to_string().contains("restarted"), "{err}");
+
+        // A learner that restarted during the wait: the diagnosis says so, and why.
+        w.restarts = 2;
+        let err = w.timed_out();
+        assert!(err.to_string().contains("restarted 2 times"), "{err}");
+        assert!(err.to_string().contains("/readyz"), "{err}");
+        w.not_answering = None;
+        let err = w.timed_out();
+        assert!(
+            matches!(err, MembershipError::Stuck { restarts: 2, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("startup probe"), "{err}");
 
         let mut w = watch(true);
         w.percent = Some(95.0);
