@@ -1,141 +1,175 @@
-//! A stand-in for the kubelet, for `hack/local-cluster.sh`: waits for an etcd static Pod
-//! manifest, then becomes the etcd process it describes (exec, so the PID stays the same
-//! and the caller can stop it).
+//! A stand-in for the kubelet, for `hack/local-cluster.sh`: runs the etcd static Pod of one
+//! manifest the way the kubelet does, until SIGTERM or SIGINT (then it kills the member).
 //!
-//! Not part of the product: it knows only what running our own etcd manifest on one
-//! development machine needs.
-//! - The container command runs as written, with `etcd` replaced by `--etcd-bin`.
-//! - `hostPath` volumes of type `DirectoryOrCreate` are created (mode 0700).
-//! - Several "nodes" share this host's 127.0.0.1, so the members' localhost listeners
-//!   (`--listen-client-urls` and `--listen-metrics-urls` on 127.0.0.1) move to the
-//!   member's own address, taken from `--advertise-client-urls`. On a real node each
-//!   member owns its 127.0.0.1. Every other flag is untouched.
-//! - The environment is cleared but for PATH: etcd reads `ETCD_*` variables as flags.
+//! Not part of the product. The behaviour is `phases/tests/common/kubelet.rs`, shared with
+//! the test harness: start the member when the manifest appears, kill and restart it when
+//! the manifest changes, restart it when it exits, run the startup, liveness and readiness
+//! probes the manifest declares (killing and restarting it as the kubelet would). What it
+//! changes, and why, is listed there: the members' localhost listeners move to each
+//! member's own address, since several "nodes" share this host's 127.0.0.1.
+//!
+//! Every event is printed as a `[kubelet-standin]` line on stderr (the member's own log
+//! follows on the same stream).
 //!
 //! Usage: kubelet-standin --manifest DIR/etcd.yaml --etcd-bin PATH [--wait SECONDS]
+//!        [--time-scale F] [--restart-backoff SECONDS]
+//!   --wait             give up when no manifest appeared within SECONDS (default 120)
+//!   --time-scale       multiply the probes' durations by F (default 1: as written)
 
-use std::os::unix::fs::DirBuilderExt;
-use std::os::unix::process::CommandExt;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+
+#[path = "../phases/tests/common/kubelet.rs"]
+mod kubelet;
+
+use kubelet::{KubeletEvent, KubeletOptions, Runtime};
+
+/// Plain child processes; the environment is cleared but for PATH, since etcd reads
+/// `ETCD_*` variables as flags.
+struct Processes {
+    etcd_bin: PathBuf,
+}
+
+impl Runtime for Processes {
+    type Container = Child;
+
+    fn start(&mut self, command: &[String]) -> io::Result<Child> {
+        Command::new(&self.etcd_bin)
+            .args(&command[1..])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .stdin(Stdio::null())
+            .spawn()
+    }
+
+    fn kill(&mut self, child: &mut Child) {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    fn exited(&mut self, child: &mut Child) -> Option<String> {
+        child.try_wait().ok().flatten().map(|s| s.to_string())
+    }
+
+    fn pid(&self, child: &Child) -> u32 {
+        child.id()
+    }
+}
 
 fn main() -> anyhow::Result<()> {
     let mut manifest = None;
     let mut etcd_bin = None;
     let mut wait = Duration::from_secs(120);
+    let mut time_scale = 1.0;
+    let mut restart_backoff = Duration::from_secs(1);
+    let usage = "usage: kubelet-standin --manifest FILE --etcd-bin PATH [--wait SECONDS] [--time-scale F] [--restart-backoff SECONDS]";
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--manifest" => manifest = Some(PathBuf::from(value()?)),
             "--etcd-bin" => etcd_bin = Some(PathBuf::from(value()?)),
-            "--wait" => wait = Duration::from_secs(value()?.parse().context("--wait takes seconds")?),
-            other => bail!("unknown argument {other:?}; usage: kubelet-standin --manifest FILE --etcd-bin PATH [--wait SECONDS]"),
-        }
-    }
-    let manifest = manifest.context("--manifest is required")?;
-    let etcd_bin = etcd_bin.context("--etcd-bin is required")?;
-
-    let text = wait_for(&manifest, wait)?;
-    let pod: serde_yaml::Value = serde_yaml::from_str(&text)
-        .with_context(|| format!("{} is not YAML", manifest.display()))?;
-    let command: Vec<String> = pod["spec"]["containers"][0]["command"]
-        .as_sequence()
-        .with_context(|| format!("{} has no spec.containers[0].command", manifest.display()))?
-        .iter()
-        .map(|v| {
-            v.as_str()
-                .map(str::to_string)
-                .context("a command entry is not a string")
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let (program, rest) = command.split_first().context("empty command")?;
-    if program != "etcd" {
-        bail!("the container command starts with {program:?}, not etcd");
-    }
-    for volume in pod["spec"]["volumes"].as_sequence().into_iter().flatten() {
-        let host_path = &volume["hostPath"];
-        if host_path["type"].as_str() == Some("DirectoryOrCreate") {
-            if let Some(path) = host_path["path"].as_str() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(path)
-                    .with_context(|| format!("failed to create hostPath {path}"))?;
+            "--wait" => {
+                wait = Duration::from_secs(value()?.parse().context("--wait takes seconds")?)
             }
+            "--time-scale" => {
+                time_scale = value()?.parse().context("--time-scale takes a number")?
+            }
+            "--restart-backoff" => {
+                restart_backoff = Duration::from_secs_f64(
+                    value()?
+                        .parse()
+                        .context("--restart-backoff takes seconds")?,
+                )
+            }
+            other => bail!("unknown argument {other:?}; {usage}"),
         }
     }
-    let args = localize(rest)?;
-    eprintln!(
-        "[kubelet-standin] {} {}",
-        etcd_bin.display(),
-        args.join(" ")
-    );
-    let err = Command::new(&etcd_bin)
-        .args(&args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .exec();
-    Err(err).with_context(|| format!("failed to exec {}", etcd_bin.display()))
+    let manifest = manifest.with_context(|| format!("--manifest is required; {usage}"))?;
+    let etcd_bin = etcd_bin.with_context(|| format!("--etcd-bin is required; {usage}"))?;
+
+    wait_for(&manifest, wait)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_signals(stop.clone())?;
+    let options = KubeletOptions {
+        time_scale,
+        restart_backoff,
+        ..KubeletOptions::new(&manifest)
+    };
+    let mut runtime = Processes { etcd_bin };
+    let name = manifest.display().to_string();
+    kubelet::run(&options, &mut runtime, &stop, &mut |event| {
+        eprintln!("[kubelet-standin] {}", describe(&event, &name));
+    });
+    Ok(())
 }
 
-fn wait_for(path: &Path, wait: Duration) -> anyhow::Result<String> {
+fn describe(event: &KubeletEvent, manifest: &str) -> String {
+    match event {
+        KubeletEvent::Started {
+            restarts,
+            pid,
+            command,
+        } => format!("started pid {pid} (restarts: {restarts}): {}", command.join(" ")),
+        KubeletEvent::BadManifest(e) => format!("{manifest}: {e}"),
+        KubeletEvent::ManifestChanged => format!("{manifest} changed: restarting the member"),
+        KubeletEvent::ManifestRemoved => format!("{manifest} was removed: stopping the member"),
+        KubeletEvent::ProbeFailed {
+            probe,
+            failures,
+            threshold,
+            error,
+        } => format!("{probe} probe failed ({failures}/{threshold}): {error}"),
+        KubeletEvent::StartupSucceeded => "startup probe succeeded".to_string(),
+        KubeletEvent::KilledByProbe { probe, failures } => format!(
+            "{probe} probe failed {failures} times in a row: killing the member, which will be restarted"
+        ),
+        KubeletEvent::Exited(how) => format!("the member exited ({how})"),
+        KubeletEvent::Ready(ready) => format!("ready: {ready}"),
+        KubeletEvent::StartFailed(e) => e.clone(),
+    }
+}
+
+fn wait_for(path: &Path, wait: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + wait;
-    loop {
-        match std::fs::read_to_string(path) {
-            Ok(text) => return Ok(text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(100))
-            }
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("no manifest at {} after {wait:?}", path.display()))
-            }
+    while !path.exists() {
+        if Instant::now() >= deadline {
+            bail!("no manifest at {} after {wait:?}", path.display());
         }
+        std::thread::sleep(Duration::from_millis(100));
     }
+    Ok(())
 }
 
-/// Moves localhost listeners onto the member's own address (see the module comment).
-fn localize(args: &[String]) -> anyhow::Result<Vec<String>> {
-    let advertise = args
-        .iter()
-        .find_map(|a| a.strip_prefix("--advertise-client-urls="))
-        .context("the command has no --advertise-client-urls")?;
-    let own_host = advertise
-        .split(',')
-        .next()
-        .and_then(|u| u.split_once("://"))
-        .map(|(_, rest)| rest.rsplit_once(':').map_or(rest, |(host, _)| host))
-        .context("cannot read the host of --advertise-client-urls")?
-        .to_string();
-    Ok(args
-        .iter()
-        .map(|arg| {
-            let Some((flag, value)) = arg.split_once('=') else {
-                return arg.clone();
-            };
-            if flag != "--listen-client-urls" && flag != "--listen-metrics-urls" {
-                return arg.clone();
-            }
-            let mut urls: Vec<String> = Vec::new();
-            for url in value.split(',') {
-                let url = ["127.0.0.1", "[::1]", "localhost"]
-                    .iter()
-                    .find_map(|local| {
-                        let (scheme, rest) = url.split_once("://")?;
-                        let rest = rest.strip_prefix(local)?;
-                        (rest.is_empty() || rest.starts_with(':'))
-                            .then(|| format!("{scheme}://{own_host}{rest}"))
-                    })
-                    .unwrap_or_else(|| url.to_string());
-                if !urls.contains(&url) {
-                    urls.push(url);
-                }
-            }
-            format!("{flag}={}", urls.join(","))
+/// SIGTERM and SIGINT stop the loop, which then kills the member: stopping the stand-in
+/// stops its member, as stopping the kubelet's Pod would.
+fn stop_on_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("a signal-handling runtime")?;
+    let mut term = runtime
+        .block_on(async {
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         })
-        .collect())
+        .context("cannot handle SIGTERM")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            runtime.block_on(async {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            });
+            stop.store(true, Ordering::SeqCst);
+        })
+        .context("cannot start the signal thread")?;
+    Ok(())
 }

@@ -6,12 +6,16 @@
 #          CA, join-learner, promote), each started from the manifest join-learner wrote;
 #   then `phase etcd status` and `phase etcd check-health`.
 # Every member is a real etcd process started from the manifest we rendered, by
-# hack/kubelet-standin.rs (a stand-in for the kubelet: it waits for etcd.yaml and execs
-# its container command; see that file for the one thing it changes).
+# hack/kubelet-standin.rs (a stand-in for the kubelet: it starts the member when etcd.yaml
+# appears and runs the probes the manifest declares; see phases/tests/common/kubelet.rs
+# for what it does and the one thing it changes).
 #
 # Usage:
-#   hack/local-cluster.sh [--keep] [--etcd 3.5|3.4]   bring it up (default: etcd 3.5.1)
-#   hack/local-cluster.sh --stop                      stop members left by --keep
+#   hack/local-cluster.sh [--keep] [--etcd-version V]   bring it up (default: etcd 3.6.14,
+#                                                        what kubeadm 1.34-1.36 deploy)
+#   hack/local-cluster.sh --stop                        stop members left by --keep
+# V is any etcd of the test matrix: 3.4.23, 3.5.30, 3.6.14, 3.7.1 (also 3.5.1, 3.5.16);
+# hack/install-deps.sh installs them all.
 #
 # By default the members are stopped when the script ends, so a run leaves nothing behind
 # (and is safe in CI). With --keep they stay up and the script prints how to reach and
@@ -29,14 +33,14 @@ work="${repo_root}/_output/local-cluster"
 ips=(127.250.0.11 127.250.0.12 127.250.0.13)
 keep=false
 stop_only=false
-etcd_minor=3.5
+etcd_version=3.6.14
 
 while [ $# -gt 0 ]; do
   case "$1" in
     --keep) keep=true ;;
     --stop) stop_only=true ;;
-    --etcd) etcd_minor="${2:?--etcd needs 3.4 or 3.5}"; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    --etcd-version|--etcd) etcd_version="${2:?$1 needs a version, e.g. 3.7.1}"; shift ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -44,8 +48,9 @@ done
 
 log() { echo "==> $*" >&2; }
 
-# Stops the members whose PIDs this script recorded, and only if the PID still belongs
-# to an etcd process started for this work directory (a recycled PID is left alone).
+# Stops the members: SIGTERM to the kubelet stand-ins whose PIDs this script recorded
+# (each kills its member), and only if the PID still belongs to a process started for
+# this work directory (a recycled PID is left alone).
 stop_members() {
   local pidfile pid
   for pidfile in "${work}"/node*/etcd.pid; do
@@ -69,14 +74,21 @@ if ${stop_only}; then
   exit 0
 fi
 
-case "${etcd_minor}" in
-  3.5) etcd_bin="${repo_root}/_output/etcd-3.5.1/etcd"; image_tag=3.5.1-0 ;;
-  3.4) etcd_bin=/usr/bin/etcd; image_tag=3.4.23-0 ;;
-  *) echo "--etcd takes 3.4 or 3.5" >&2; exit 2 ;;
+case "${etcd_version}" in
+  3.4.23) etcd_bin=/usr/bin/etcd ;;
+  3.5.1|3.5.16|3.5.30|3.6.14|3.7.1) etcd_bin="${repo_root}/_output/etcd-${etcd_version}/etcd" ;;
+  *) echo "--etcd-version takes 3.4.23, 3.5.30, 3.6.14 or 3.7.1 (or 3.5.1, 3.5.16), not ${etcd_version}" >&2; exit 2 ;;
 esac
+image_tag="${etcd_version}-0"
 
 log "installing dependencies (hack/install-deps.sh)"
 "${repo_root}/hack/install-deps.sh" >&2
+etcd_says="$("${etcd_bin}" --version 2>/dev/null || true)"
+if ! grep -q "Version: ${etcd_version}\$" <<<"${etcd_says}"; then
+  echo "etcd ${etcd_version} is not installed at ${etcd_bin} (hack/install-deps.sh said why above)" >&2
+  exit 1
+fi
+log "etcd ${etcd_version} (${etcd_bin})"
 
 log "building kubeadm-etcd and the kubelet stand-in"
 (cd "${repo_root}" && cargo build --quiet --bin kubeadm-etcd --example kubelet-standin)
@@ -137,8 +149,8 @@ write_config() {
   } >"${dir}/kubeadm.yaml"
 }
 
-# The kubelet stand-in for node N, in the background: it waits (bounded) for the manifest
-# and then becomes etcd, so the recorded PID is the member's.
+# The kubelet stand-in for node N, in the background: it waits (bounded) for the manifest,
+# then runs the member until it gets SIGTERM (stop_members), and kills it then.
 start_kubelet() {
   local n="$1" dir="${work}/node$1"
   "${standin}" --manifest "${dir}/manifests/etcd.yaml" --etcd-bin "${etcd_bin}" --wait 120 \

@@ -1,5 +1,5 @@
 //! The binary SIGKILLed at random points of `phase etcd join-learner` and `phase etcd
-//! promote` against real etcd 3.4.23 and 3.5.1, then rerun: the cluster converges to the
+//! promote` against every real etcd of the test matrix, then rerun: the cluster converges to the
 //! intended membership (the first member and the joining one, both voters) with no extra
 //! member, quorum, and every key written before (issue 6; the in-process fault scenarios
 //! are in `phases/tests/faults.rs`).
@@ -17,8 +17,8 @@
 //! version: 3, or `FAULT_RUNS=<n>`. One line per version for CI's figures:
 //! `fault-suite: tool-killed etcd-<version> runs=<n> failures=<f> seed=<s> ...`.
 //!
-//! Addresses: `127.72.0.x` (3.4) and `127.73.0.x` (3.5), registered in
-//! `phases/tests/common/mod.rs`. Members are killed when their guard drops, also on a
+//! Runs on every etcd of the test matrix (`phases/tests/common/versions.rs`). Addresses:
+//! `127.72.<version octet>.x`, registered in `phases/tests/common/mod.rs`. Members are killed when their guard drops, also on a
 //! failed assertion; unlike the phases harness they are not bound to the test process's
 //! death, since this package has no libc for `PR_SET_PDEATHSIG`.
 
@@ -44,86 +44,24 @@ const TRIGGER_KILL_WINDOW: Duration = Duration::from_millis(15);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(90);
 const KEYS: usize = 100;
 
-#[derive(Debug, Clone, Copy)]
-enum Version {
-    V3_4,
-    V3_5,
-}
+// The version list, binary lookup and kubelet behaviour of the phases harness, included
+// rather than copied.
+#[allow(dead_code)]
+#[path = "../phases/tests/common/kubelet.rs"]
+mod kubelet;
+#[allow(dead_code)]
+#[path = "../phases/tests/common/versions.rs"]
+mod versions;
 
-impl Version {
-    fn number(self) -> &'static str {
-        match self {
-            Version::V3_4 => "3.4.23",
-            Version::V3_5 => "3.5.1",
-        }
-    }
+use versions::{EtcdVersion, Tool};
 
-    fn image_tag(self) -> String {
-        format!("{}-0", self.number())
-    }
+/// The first address octet of this file's runs (registered in
+/// `phases/tests/common/mod.rs`); the version picks the third.
+const TEST_ID: u8 = 72;
 
-    fn test_id(self) -> u8 {
-        match self {
-            Version::V3_4 => 72,
-            Version::V3_5 => 73,
-        }
-    }
-
-    /// The same lookup as the phases harness: the variable, else the default path.
-    fn etcd(self) -> PathBuf {
-        let (var, default) = match self {
-            Version::V3_4 => ("ETCD_34_BIN", PathBuf::from("/usr/bin/etcd")),
-            Version::V3_5 => ("ETCD_35_BIN", repo().join("_output/etcd-3.5.1/etcd")),
-        };
-        std::env::var_os(var)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or(default)
-    }
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
+/// etcdctl 3.4, the observer whatever the members run (as in the phases harness).
 fn etcdctl_binary() -> PathBuf {
-    std::env::var_os("ETCDCTL_34_BIN")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/etcdctl"))
-}
-
-/// Whether `binary` runs and reports `version`; else why not.
-fn check_version(binary: &Path, arg: &str, version: &str) -> Result<(), String> {
-    let out = Command::new(binary)
-        .arg(arg)
-        .env("ETCDCTL_API", "3")
-        .output()
-        .map_err(|e| format!("{}: {e}", binary.display()))?;
-    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
-    if text
-        .lines()
-        .any(|l| l.trim().ends_with(&format!("version: {version}")))
-    {
-        Ok(())
-    } else {
-        Err(format!("{} does not report {version}", binary.display()))
-    }
-}
-
-/// etcd of `v` and etcdctl 3.4, or a skip (a failure under CI=true).
-fn require(v: Version) -> bool {
-    let found = check_version(&v.etcd(), "--version", v.number())
-        .and_then(|()| check_version(&etcdctl_binary(), "version", "3.4.23"));
-    match found {
-        Ok(()) => true,
-        Err(why) => {
-            let message = format!("{why}; run hack/install-deps.sh");
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
-            eprintln!("SKIPPED: {message}");
-            false
-        }
-    }
+    versions::require(EtcdVersion::V3_4_23, Tool::Etcdctl)
 }
 
 /// xorshift64*, reproducible from the printed seed.
@@ -213,8 +151,8 @@ impl Node {
         format!("https://{}:2380", self.ip)
     }
 
-    fn new(root: &Path, version: Version, index: u8) -> Self {
-        let ip = Ipv4Addr::new(127, version.test_id(), 0, 10 + index);
+    fn new(root: &Path, version: EtcdVersion, index: u8) -> Self {
+        let ip = Ipv4Addr::new(127, TEST_ID, version.octet(), 10 + index);
         let name = format!("node{index}");
         let dir = root.join(&name);
         std::fs::create_dir_all(&dir).unwrap();
@@ -271,22 +209,7 @@ impl Node {
             .map(|v| v.as_str().unwrap().to_string())
             .collect();
         assert_eq!(command[0], "etcd");
-        let args: Vec<String> = command[1..]
-            .iter()
-            .map(|arg| match arg.split_once('=') {
-                Some((flag @ ("--listen-client-urls" | "--listen-metrics-urls"), urls)) => {
-                    let mut moved: Vec<String> = Vec::new();
-                    for url in urls.split(',') {
-                        let url = url.replace("127.0.0.1", &self.ip.to_string());
-                        if !moved.contains(&url) {
-                            moved.push(url);
-                        }
-                    }
-                    format!("{flag}={}", moved.join(","))
-                }
-                _ => arg.clone(),
-            })
-            .collect();
+        let args = kubelet::localize_command(&command, self.ip.into()).split_off(1);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -573,7 +496,7 @@ fn kill_and_rerun(node0: &Node, node1: &Node, step: &Step<'_>, rng: &mut Rng, ki
 
 /// One run: a one-member cluster, 100 keys, node1 joined through killed and rerun
 /// join-learner and promote. Returns where the kills landed.
-fn tool_killed_run(version: Version, rng: &mut Rng) -> Kills {
+fn tool_killed_run(version: EtcdVersion, rng: &mut Rng) -> Kills {
     let tmp = tempfile::tempdir().unwrap();
     let node0 = Node::new(tmp.path(), version, 0);
     let node1 = Node::new(tmp.path(), version, 1);
@@ -589,7 +512,7 @@ fn tool_killed_run(version: Version, rng: &mut Rng) -> Kills {
     }
     run_ok(node1.tool(&["certs", "all"]));
     run_ok(node0.tool(&["etcd", "local"]));
-    let _etcd0 = node0.start_etcd(&version.etcd());
+    let _etcd0 = node0.start_etcd(&versions::require(version, Tool::Etcd));
     wait_healthy(&node0);
 
     // etcdctl's txn from standard input: no compares, the puts, no failure branch; each
@@ -637,7 +560,7 @@ fn tool_killed_run(version: Version, rng: &mut Rng) -> Kills {
     );
     // The kubelet starts the member once its manifest is there. The kills go to promote
     // once the learner runs: before that promote only waits, reading.
-    let _etcd1 = node1.start_etcd(&version.etcd());
+    let _etcd1 = node1.start_etcd(&versions::require(version, Tool::Etcd));
     wait_started(&node0, &node1);
     let promote = [
         "etcd",
@@ -670,10 +593,9 @@ fn tool_killed_run(version: Version, rng: &mut Rng) -> Kills {
     kills
 }
 
-fn tool_killed(version: Version) {
-    if !require(version) {
-        return;
-    }
+fn tool_killed(version: EtcdVersion) {
+    versions::require(version, Tool::Etcd);
+    etcdctl_binary();
     let (runs, seed) = (runs(), seed());
     let mut rng = Rng(seed);
     let started = Instant::now();
@@ -697,7 +619,7 @@ fn tool_killed(version: Version) {
     // Past the harness's capture: CI's log carries the figures of passing tests too.
     let line = format!(
         "fault-suite: tool-killed etcd-{} runs={runs} failures={} seed={seed} kills={} {:?} ({:.0?})\n",
-        version.number(),
+        version.version(),
         failures.len(),
         kills.total(),
         kills.0,
@@ -707,18 +629,10 @@ fn tool_killed(version: Version) {
     assert!(
         failures.is_empty(),
         "tool-killed on etcd {}: {} of {runs} runs failed (FAULT_SEED={seed}):\n{}",
-        version.number(),
+        version.version(),
         failures.len(),
         failures.join("\n")
     );
 }
 
-#[test]
-fn the_tool_killed_mid_join_converges_on_rerun_3_4() {
-    tool_killed(Version::V3_4);
-}
-
-#[test]
-fn the_tool_killed_mid_join_converges_on_rerun_3_5() {
-    tool_killed(Version::V3_5);
-}
+crate::etcd_matrix!(the_tool_killed_mid_join_converges_on_rerun => tool_killed);

@@ -11,6 +11,14 @@
 //! put where a certificate belongs is refused with `the PEM block is "PRIVATE KEY", not
 //! CERTIFICATE`, which names the block's label, not its content.
 
+// The binary lookup of the phases harness (fails the test when etcd is missing).
+#[allow(dead_code)]
+#[path = "../phases/tests/common/kubelet.rs"]
+mod kubelet;
+#[allow(dead_code)]
+#[path = "../phases/tests/common/versions.rs"]
+mod versions;
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -668,16 +676,7 @@ impl Drop for Member {
 /// phases/tests/common/mod.rs.
 #[test]
 fn membership_commands_at_trace_level_print_no_key() {
-    let etcd = Path::new("/usr/bin/etcd");
-    if !etcd.exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "etcd 3.4.23 is missing at {}: run hack/install-deps.sh",
-            etcd.display()
-        );
-        eprintln!("SKIPPED: etcd 3.4.23 is missing (hack/install-deps.sh installs it)");
-        return;
-    }
+    let etcd = versions::require(versions::EtcdVersion::V3_4_23, versions::Tool::Etcd);
     let ip = "127.74.0.11";
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
@@ -716,27 +715,9 @@ fn membership_commands_at_trace_level_print_no_key() {
         .as_sequence()
         .unwrap()
         .iter()
-        .skip(1)
-        .map(|v| {
-            let flag = v.as_str().unwrap();
-            match flag.split_once('=') {
-                Some((name @ ("--listen-client-urls" | "--listen-metrics-urls"), _)) => {
-                    let scheme = if name == "--listen-client-urls" {
-                        "https"
-                    } else {
-                        "http"
-                    };
-                    let port = if name == "--listen-client-urls" {
-                        2379
-                    } else {
-                        2381
-                    };
-                    format!("{name}={scheme}://{ip}:{port}")
-                }
-                _ => flag.to_string(),
-            }
-        })
+        .map(|v| v.as_str().unwrap().to_string())
         .collect();
+    let command = kubelet::localize_command(&command, ip.parse().unwrap()).split_off(1);
     let log = std::fs::File::create(root.join("etcd.log")).unwrap();
     let _member = Member(
         Command::new(etcd)

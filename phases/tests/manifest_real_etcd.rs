@@ -11,8 +11,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{
-    client_url, etcdctl, loopback_range, run_ok, run_ok_combined, ClientTls, EtcdProcess,
-    EtcdVersion, TestCa,
+    client_url, etcdctl, loopback_range, loopback_range_for, run_ok, run_ok_combined, ClientTls,
+    EtcdProcess, EtcdVersion, TestCa,
 };
 use k8s_openapi::api::core::v1::{Pod, Probe};
 use phases::config;
@@ -87,22 +87,29 @@ fn probe_answers(probe: &Probe, host: IpAddr) -> Result<(), String> {
 }
 
 fn rendered_manifest_starts(version: EtcdVersion, test_id: u8) {
-    let Some(etcd) = common::require_etcd(version) else {
-        return;
-    };
-    let Some(_) = common::require_etcdctl(version) else {
-        return;
-    };
+    let etcd = common::require_etcd(version);
+    common::require_etcdctl(version);
     let tmp = tempfile::tempdir().unwrap();
-    let ip = IpAddr::V4(loopback_range(test_id)(0));
+    let ip = IpAddr::V4(loopback_range_for(test_id, version)(0));
     let ca = TestCa::new(&tmp.path().join("ca"));
     let cert_dir = ca.node_certs(&tmp.path().join("pki"), "cp-0", ip);
     let cfg = node_config(version, "cp-0", ip, &tmp.path().join("data"), "");
     let pod = manifest::etcd_pod(&cfg, &ManifestOptions::first_member(cert_dir.clone())).unwrap();
     let command = container_command(&pod);
-    // The flags whose spelling depends on the release are really there.
-    assert!(command.contains(&"--experimental-initial-corrupt-check=true".to_string()));
-    assert!(command.contains(&"--experimental-watch-progress-notify-interval=5s".to_string()));
+    // The flags whose spelling depends on the release are really there: etcd 3.6
+    // graduated them (and 3.7 removed every --experimental-* flag).
+    if version >= EtcdVersion::V3_6_14 {
+        assert!(command.contains(&"--feature-gates=InitialCorruptCheck=true".to_string()));
+        assert!(command.contains(&"--watch-progress-notify-interval=5s".to_string()));
+        let experimental: Vec<&String> = command
+            .iter()
+            .filter(|a| a.starts_with("--experimental-"))
+            .collect();
+        assert!(experimental.is_empty(), "{version}: {experimental:?}");
+    } else {
+        assert!(command.contains(&"--experimental-initial-corrupt-check=true".to_string()));
+        assert!(command.contains(&"--experimental-watch-progress-notify-interval=5s".to_string()));
+    }
 
     let started = Instant::now();
     let mut member = EtcdProcess::start(&etcd, &command, ip, &tmp.path().join("etcd.log")).unwrap();
@@ -134,22 +141,24 @@ fn rendered_manifest_starts(version: EtcdVersion, test_id: u8) {
     }
 }
 
+crate::etcd_matrix!(rendered_manifest_starts_etcd => |v| rendered_manifest_starts(v, 20));
+
+// The releases outside the matrix that tests still use: 3.5.1 (benchmarks, the dead
+// learner promotion) and 3.5.16 (before /readyz refused learners).
 #[test]
-fn rendered_manifest_starts_etcd_3_4() {
-    rendered_manifest_starts(EtcdVersion::V3_4, 20);
+fn rendered_manifest_starts_etcd_3_5_1() {
+    rendered_manifest_starts(EtcdVersion::V3_5_1, 21);
 }
 
 #[test]
-fn rendered_manifest_starts_etcd_3_5() {
-    rendered_manifest_starts(EtcdVersion::V3_5, 21);
+fn rendered_manifest_starts_etcd_3_5_16() {
+    rendered_manifest_starts(EtcdVersion::V3_5_16, 21);
 }
 
 #[test]
 fn moved_listeners_start_etcd_3_5() {
     let version = EtcdVersion::V3_5;
-    let Some(etcd) = common::require_etcd(version) else {
-        return;
-    };
+    let etcd = common::require_etcd(version);
     let tmp = tempfile::tempdir().unwrap();
     let ip = IpAddr::V4(loopback_range(24)(0));
     let ca = TestCa::new(&tmp.path().join("ca"));
@@ -181,14 +190,10 @@ fn moved_listeners_start_etcd_3_5() {
 }
 
 fn external_bundle_forms_a_cluster(version: EtcdVersion, test_id: u8, encryption: &str) {
-    let Some(etcd) = common::require_etcd(version) else {
-        return;
-    };
-    let Some(_) = common::require_etcdctl(version) else {
-        return;
-    };
+    let etcd = common::require_etcd(version);
+    common::require_etcdctl(version);
     let tmp = tempfile::tempdir().unwrap();
-    let addr = loopback_range(test_id);
+    let addr = loopback_range_for(test_id, version);
     let cfg = config::load_str(
         &format!(
             "apiVersion: kubeadm.k8s.io/v1beta4
@@ -276,29 +281,33 @@ etcd:
     assert_eq!(names, ["etcd-0", "etcd-1", "etcd-2"]);
 }
 
-#[test]
-fn external_bundle_forms_a_cluster_3_4() {
-    external_bundle_forms_a_cluster(EtcdVersion::V3_4, 22, "RSA-2048");
-}
-
-#[test]
-fn external_bundle_forms_a_cluster_3_5() {
-    external_bundle_forms_a_cluster(EtcdVersion::V3_5, 23, "ECDSA-P256");
-}
+// Both key types on real etcd: RSA on the oldest release, ECDSA on the others.
+crate::etcd_matrix!(external_bundle_forms_a_cluster => |v| {
+    let keys = if v == EtcdVersion::V3_4_23 { "RSA-2048" } else { "ECDSA-P256" };
+    external_bundle_forms_a_cluster(v, 22, keys)
+});
 
 /// The real-etcd tests catch a flag the release does not know: the 3.6 spelling
 /// (`--feature-gates`) makes etcd 3.5.1 exit at once, and the harness reports why.
 #[test]
 fn a_flag_the_release_does_not_know_fails_the_start() {
-    let Some(etcd) = common::require_etcd(EtcdVersion::V3_5) else {
-        return;
-    };
+    a_manifest_for_another_release_fails(EtcdVersion::V3_5_1, "3.6.9-0");
+}
+
+/// etcd 3.7 removed every `--experimental-*` flag: a 3.5 manifest makes it exit at once.
+#[test]
+fn etcd_3_7_refuses_the_experimental_flags_of_a_3_5_manifest() {
+    a_manifest_for_another_release_fails(EtcdVersion::V3_7_1, "3.5.30-0");
+}
+
+fn a_manifest_for_another_release_fails(version: EtcdVersion, image_tag: &str) {
+    let etcd = common::require_etcd(version);
     let tmp = tempfile::tempdir().unwrap();
-    let ip = IpAddr::V4(loopback_range(25)(0));
+    let ip = IpAddr::V4(loopback_range_for(25, version)(0));
     let ca = TestCa::new(&tmp.path().join("ca"));
     let cert_dir = ca.node_certs(&tmp.path().join("pki"), "cp-0", ip);
     let text = format!(
-        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nnodeRegistration:\n  name: cp-0\nlocalAPIEndpoint:\n  advertiseAddress: {ip}\n---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\netcd:\n  local:\n    imageTag: 3.6.9-0\n    dataDir: {}\n",
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nnodeRegistration:\n  name: cp-0\nlocalAPIEndpoint:\n  advertiseAddress: {ip}\n---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\netcd:\n  local:\n    imageTag: {image_tag}\n    dataDir: {}\n",
         tmp.path().join("data").display()
     );
     let cfg = config::load_str(&text, None).unwrap();

@@ -84,6 +84,12 @@ impl EtcdProfile {
         self.at_least(3, 5, 11)
     }
 
+    /// `/readyz` answers 503 while the member is a learner from etcd 3.5.19 (and in every
+    /// 3.6 and 3.7 release).
+    pub fn readyz_refuses_learners(&self) -> bool {
+        self.at_least(3, 5, 19)
+    }
+
     /// Learners, which every join relies on, exist from etcd 3.4.
     pub fn supports_learners(&self) -> bool {
         crate::membership::version::supports_learners(&self.version)
@@ -271,6 +277,9 @@ mod tests {
         assert!(p("3.4.11").knows_watch_progress_notify_interval());
         assert!(!p("3.5.10").serves_livez_readyz());
         assert!(p("3.5.11").serves_livez_readyz());
+        assert!(!p("3.5.18").readyz_refuses_learners());
+        assert!(p("3.5.19").readyz_refuses_learners());
+        assert!(p("3.7.1").readyz_refuses_learners());
         assert!(!p("3.3.15").supports_learners());
         assert!(p("3.4.0").supports_learners());
     }

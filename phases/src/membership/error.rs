@@ -96,21 +96,25 @@ pub enum MembershipError {
         waited: Duration,
     },
 
-    #[error("the learner {} started but is stuck at {percent}% of the leader's log after {}: it has not caught up enough to be promoted (etcd needs 90%); a large database may need a longer --timeout", member_label(*id, name), secs(*waited))]
+    #[error("the learner {} started but is stuck at {percent}% of the leader's log after {}: it has not caught up enough to be promoted (etcd needs 90%); a large database may need a longer --timeout{}", member_label(*id, name), secs(*waited), restarted_note(*restarts))]
     Stuck {
         id: MemberId,
         name: String,
         percent: u32,
         waited: Duration,
+        /// How often the learner was seen to restart during the wait.
+        restarts: u32,
     },
 
-    #[error("refusing to promote the learner {}: it does not answer on its client URL {url} ({reason}). etcd would promote it anyway if it caught up before going down, adding a voting member that is down and, on a one-member cluster, losing quorum", member_label(*id, name))]
+    #[error("refusing to promote the learner {}: it does not answer on its client URL {url} ({reason}). etcd would promote it anyway if it caught up before going down, adding a voting member that is down and, on a one-member cluster, losing quorum{}", member_label(*id, name), restarted_note(*restarts))]
     Unreachable {
         id: MemberId,
         name: String,
         url: String,
         reason: String,
         waited: Duration,
+        /// How often the learner was seen to restart during the wait.
+        restarts: u32,
     },
 
     #[error("the learner {id} was removed from the cluster while waiting to promote it")]
@@ -174,6 +178,18 @@ impl MembershipError {
             _ => None,
         }
     }
+}
+
+/// Said when a learner restarted while promote waited: each restart starts its catch-up
+/// over, and the usual cause is the kubelet's startup probe.
+fn restarted_note(restarts: u32) -> String {
+    if restarts == 0 {
+        return String::new();
+    }
+    format!(
+        ". The learner restarted {restarts} time{} during the wait, and each restart starts its catch-up over: on etcd 3.5.19 and later /readyz answers 503 while a member is a learner, so a kubelet whose startup probe gives up before the promotion (failureThreshold x periodSeconds from timeouts.controlPlaneComponentHealthCheck) kills it. Rewrite its manifest with `phase etcd join-learner` (its startup probe outlasts the promotion), or raise timeouts.controlPlaneComponentHealthCheck above --timeout",
+        if restarts == 1 { "" } else { "s" }
+    )
 }
 
 fn voters_down(

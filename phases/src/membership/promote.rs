@@ -180,6 +180,11 @@ struct Seen {
     percent: Option<f64>,
     ready_since: Option<Instant>,
     last_error: String,
+    /// Restarts of the learner seen during the wait: it answered again after a refused
+    /// call, or its applied index went back. The kubelet's startup probe is the usual
+    /// cause (see `MembershipError::Stuck`).
+    restarts: u32,
+    last_applied: u64,
 }
 
 /// The loop's timing: its deadline, and the intervals and caches that adapt as it goes.
@@ -288,12 +293,14 @@ impl Watch {
                 url: url.clone(),
                 reason: reason.clone(),
                 waited,
+                restarts: self.seen.restarts,
             },
             (Some(_), None, Some(p)) if p < READY_PERCENT => MembershipError::Stuck {
                 id,
                 name,
                 percent: p as u32,
                 waited,
+                restarts: self.seen.restarts,
             },
             _ => MembershipError::Timeout {
                 what: format!("promote the learner {}", self.learner.label()),
@@ -427,7 +434,12 @@ impl Watch {
                 return Ok(Probe::Lost);
             }
         };
-        if self.seen.not_answering.take().is_some() {
+        if let Some(reason) = self.seen.not_answering.take() {
+            // Back after a refused call: the process was gone. A busy learner that was
+            // merely slow to answer does not count.
+            if reason != RpcError::busy(BUSY_AFTER).to_string() {
+                self.seen.restarts += 1;
+            }
             report(Event::Started {
                 id: self.learner.id,
                 name: self.learner.name.clone(),
@@ -448,6 +460,12 @@ impl Watch {
         let Some(leader) = self.leader_status(client, learner.leader).await else {
             return Some(FAR_POLL);
         };
+        // A restarted member replays from its last snapshot: its applied index goes back
+        // even when no poll saw it down.
+        if learner.raft_applied_index < self.seen.last_applied {
+            self.seen.restarts += 1;
+        }
+        self.seen.last_applied = learner.raft_applied_index;
         let percent = progress_percent(learner.raft_applied_index, leader.raft_index);
         if self.seen.percent != Some(percent) {
             report(Event::Progress {
@@ -771,6 +789,20 @@ mod tests {
         let err = w.timed_out();
         assert!(matches!(err, MembershipError::Unreachable { .. }), "{err}");
         assert_eq!(err.rollback_id(), Some(MemberId(0xab)));
+        assert!(!err.to_string().contains("restarted"), "{err}");
+
+        // A learner that restarted during the wait: the diagnosis says so, and why.
+        w.seen.restarts = 2;
+        let err = w.timed_out();
+        assert!(err.to_string().contains("restarted 2 times"), "{err}");
+        assert!(err.to_string().contains("/readyz"), "{err}");
+        w.seen.not_answering = None;
+        let err = w.timed_out();
+        assert!(
+            matches!(err, MembershipError::Stuck { restarts: 2, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("startup probe"), "{err}");
 
         let mut w = watch(true);
         w.seen.percent = Some(95.0);

@@ -8,7 +8,8 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -18,8 +19,9 @@ use phases::membership::join::{self, JoinOptions, Joined, ManifestStep};
 use phases::membership::promote::PromoteOptions;
 use phases::membership::{EtcdClient, EtcdTls, Event, Result, Selector, DEFAULT_RPC_TIMEOUT};
 
+use super::kubelet::{self, KubeletEvent, KubeletOptions, Runtime};
 use super::{
-    client_url, etcdctl, loopback_range, peer_url, run_ok, ClientTls, EtcdProcess, EtcdVersion,
+    client_url, etcdctl, loopback_range_for, peer_url, run_ok, ClientTls, EtcdProcess, EtcdVersion,
     TestCa,
 };
 
@@ -73,23 +75,23 @@ pub struct TestCluster {
 
 impl TestCluster {
     /// `nodes` nodes (certificates and configuration made, nothing started) for etcd
-    /// `version` on the addresses of `test_id`. `None` when that etcd is not installed
-    /// (the test is then skipped, or fails under CI=true).
-    pub fn new(version: EtcdVersion, test_id: u8, nodes: u8) -> Option<Self> {
-        let etcd = super::require_etcd(version)?;
+    /// `version` on the addresses of `test_id` for that version
+    /// ([`loopback_range_for`]). Fails the test when that etcd is not installed.
+    pub fn new(version: EtcdVersion, test_id: u8, nodes: u8) -> Self {
+        let etcd = super::require_etcd(version);
         let dir = tempfile::tempdir().expect("temp dir");
         let ca = TestCa::new(&dir.path().join("ca"));
-        let address = loopback_range(test_id);
+        let address = loopback_range_for(test_id, version);
         let nodes = (0..nodes)
             .map(|i| make_node(dir.path(), &ca, version, i, IpAddr::V4(address(i))))
             .collect();
-        Some(Self {
+        Self {
             version,
             etcd,
             dir,
             ca,
             nodes,
-        })
+        }
     }
 
     pub fn node(&self, n: usize) -> &Node {
@@ -110,6 +112,14 @@ impl TestCluster {
     /// Node 0 as the first member of a new cluster: its manifest from `etcd_pod` with no
     /// initial cluster, started, and healthy.
     pub fn bootstrap(&self) {
+        self.write_first_member_manifest();
+        self.start(0);
+        self.wait_healthy(0);
+    }
+
+    /// Node 0's manifest as the first member of a new cluster, as `phase etcd local`
+    /// writes it; nothing started.
+    pub fn write_first_member_manifest(&self) {
         let node = self.node(0);
         let pod = manifest::etcd_pod(
             &node.config,
@@ -119,8 +129,6 @@ impl TestCluster {
         let yaml = manifest::render_yaml(&pod).expect("yaml");
         manifest::write_manifest(&node.manifest_dir, &node.backup_dir, &yaml)
             .expect("write manifest");
-        self.start(0);
-        self.wait_healthy(0);
     }
 
     /// Starts node `n` from the manifest on disk, as the kubelet would.
@@ -303,5 +311,151 @@ fn make_node(root: &Path, ca: &TestCa, version: EtcdVersion, index: u8, ip: IpAd
         dir,
         config,
         process: Mutex::new(None),
+    }
+}
+
+/// Node `n`'s Pod run by the kubelet's logic ([`super::kubelet::run`], the same code as
+/// `hack/kubelet-standin.rs`) on a thread of its own: started when the manifest appears,
+/// restarted when it changes or exits, probed as the manifest says. Dropping it stops the
+/// loop and kills the member.
+pub struct KubeletRun {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    events: Arc<Mutex<Vec<KubeletEvent>>>,
+}
+
+impl KubeletRun {
+    /// Every event so far, in order.
+    pub fn events(&self) -> Vec<KubeletEvent> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// The pid of the container started last.
+    pub fn pid(&self) -> Option<u32> {
+        self.events().iter().rev().find_map(|e| match e {
+            KubeletEvent::Started { pid, .. } => Some(*pid),
+            _ => None,
+        })
+    }
+
+    /// How often the container was restarted.
+    pub fn restarts(&self) -> u32 {
+        self.events()
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                KubeletEvent::Started { restarts, .. } => Some(*restarts),
+                _ => None,
+            })
+            .unwrap_or(0)
+    }
+
+    /// Waits up to `timeout` until `done` holds for the events so far; them otherwise.
+    pub fn wait_until(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&[KubeletEvent]) -> bool,
+    ) -> std::result::Result<(), Vec<KubeletEvent>> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let events = self.events();
+            if done(&events) {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(events);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits up to `timeout` for an event `wanted` accepts; the events so far otherwise.
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        wanted: impl Fn(&KubeletEvent) -> bool,
+    ) -> std::result::Result<KubeletEvent, Vec<KubeletEvent>> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.events().into_iter().find(&wanted) {
+                return Ok(e);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(self.events());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for KubeletRun {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Containers are [`EtcdProcess`]es: bound to the test process, logging to one file.
+struct HarnessRuntime {
+    etcd: PathBuf,
+    ip: IpAddr,
+    log: PathBuf,
+}
+
+impl Runtime for HarnessRuntime {
+    type Container = EtcdProcess;
+
+    fn start(&mut self, command: &[String]) -> std::io::Result<EtcdProcess> {
+        EtcdProcess::start(&self.etcd, command, self.ip, &self.log)
+    }
+
+    fn kill(&mut self, container: &mut EtcdProcess) {
+        container.kill();
+    }
+
+    fn exited(&mut self, container: &mut EtcdProcess) -> Option<String> {
+        container.try_exit_status().map(|s| s.to_string())
+    }
+
+    fn pid(&self, container: &EtcdProcess) -> u32 {
+        container.pid()
+    }
+}
+
+impl TestCluster {
+    /// Runs node `n`'s Pod the way the kubelet would (see [`KubeletRun`]), with the
+    /// manifest's probe durations multiplied by `time_scale`.
+    pub fn run_kubelet(&self, n: usize, time_scale: f64, restart_backoff: Duration) -> KubeletRun {
+        let node = self.node(n);
+        let options = KubeletOptions {
+            time_scale,
+            restart_backoff,
+            ..KubeletOptions::new(&node.manifest_path())
+        };
+        let mut runtime = HarnessRuntime {
+            etcd: self.etcd.clone(),
+            ip: node.ip,
+            log: node.dir.join("etcd.log"),
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let thread = std::thread::Builder::new()
+            .name(format!("kubelet-{}", node.name))
+            .spawn({
+                let (stop, events) = (stop.clone(), events.clone());
+                move || {
+                    kubelet::run(&options, &mut runtime, &stop, &mut |e| {
+                        events.lock().unwrap().push(e)
+                    })
+                }
+            })
+            .expect("a kubelet thread");
+        KubeletRun {
+            stop,
+            thread: Some(thread),
+            events,
+        }
     }
 }

@@ -10,6 +10,7 @@ use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::kubelet::localize_command;
 use super::ClientTls;
 
 /// What a member reported when it answered the health check.
@@ -319,48 +320,6 @@ async fn check_health_with(
         raft_applied_index: status.raft_applied_index(),
         db_size: status.db_size(),
     })
-}
-
-/// Moves a member's localhost listeners to its own address.
-///
-/// kubeadm makes every member listen on `https://127.0.0.1:2379` (`[::1]` for IPv6) and
-/// serve metrics on `http://127.0.0.1:2381`, which is private to each real node. Members
-/// sharing one test machine cannot all own those sockets, so in `--listen-client-urls`
-/// and `--listen-metrics-urls` a localhost URL becomes the same URL on `own_address`
-/// (dropped when that duplicates another entry). Nothing else changes: every other flag
-/// runs exactly as rendered.
-pub fn localize_command(command: &[String], own_address: IpAddr) -> Vec<String> {
-    let own_host = match own_address {
-        IpAddr::V4(ip) => ip.to_string(),
-        IpAddr::V6(ip) => format!("[{ip}]"),
-    };
-    command
-        .iter()
-        .map(|arg| {
-            let Some((flag, value)) = arg.split_once('=') else {
-                return arg.clone();
-            };
-            if flag != "--listen-client-urls" && flag != "--listen-metrics-urls" {
-                return arg.clone();
-            }
-            let mut urls: Vec<String> = Vec::new();
-            for url in value.split(',') {
-                let moved = ["127.0.0.1", "[::1]", "localhost"]
-                    .iter()
-                    .find_map(|local| {
-                        let (scheme, rest) = url.split_once("://")?;
-                        let rest = rest.strip_prefix(local)?;
-                        (rest.is_empty() || rest.starts_with(':') || rest.starts_with('/'))
-                            .then(|| format!("{scheme}://{own_host}{rest}"))
-                    });
-                let url = moved.unwrap_or_else(|| url.to_string());
-                if !urls.contains(&url) {
-                    urls.push(url);
-                }
-            }
-            format!("{flag}={}", urls.join(","))
-        })
-        .collect()
 }
 
 type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);

@@ -100,11 +100,8 @@ pub async fn run_scenario<F, Fut>(
     F: Fn(Run) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    if super::require_etcd(version).is_none()
-        || super::require_etcdctl(super::cluster::ETCDCTL).is_none()
-    {
-        return;
-    }
+    super::require_etcd(version);
+    super::require_etcdctl(super::cluster::ETCDCTL);
     let runs = runs();
     let seed = seed();
     let mut rng = Rng::new(seed);

