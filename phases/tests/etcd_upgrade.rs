@@ -142,12 +142,8 @@ fn writer(c: &TestCluster, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_member_at_a_time_3_4_to_3_5_and_a_bad_image_rolls_back() {
     let test = async {
-        let Some(c) = TestCluster::new(EtcdVersion::V3_4, 83, 3) else {
-            return;
-        };
-        if common::require_etcd(EtcdVersion::V3_5).is_none() {
-            return;
-        }
+        let c = TestCluster::new(EtcdVersion::V3_4, 83, 3);
+        common::require_etcd(EtcdVersion::V3_5);
         let c = Arc::new(c);
         c.bootstrap();
         for n in 1..3 {

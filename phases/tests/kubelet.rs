@@ -105,8 +105,11 @@ fn the_standin_runs_a_member_like_the_kubelet() {
 
     // A hung member (SIGSTOP): /livez times out until the kubelet gives up and restarts it.
     let pid = k.pid().unwrap();
+    // kill(2) has no safe wrapper in std for signals other than SIGKILL.
+    #[allow(unsafe_code)]
     // SAFETY: kill(2) on the member this test's kubelet started and has not reaped.
-    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) }, 0);
+    let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) };
+    assert_eq!(rc, 0);
     let killed = k
         .wait_for(Duration::from_secs(60), |e| {
             matches!(

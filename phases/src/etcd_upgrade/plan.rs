@@ -276,6 +276,8 @@ mod tests {
             raft_applied_index: 100 + n,
             is_learner: false,
             errors: vec![],
+            storage_version: String::new(),
+            db_size_quota: 0,
         })
     }
 
