@@ -14,7 +14,7 @@ use common::{
     client_url, etcdctl, loopback_range, loopback_range_for, run_ok, run_ok_combined, ClientTls,
     EtcdProcess, EtcdVersion, TestCa,
 };
-use k8s_openapi::api::core::v1::{Pod, Probe};
+use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use phases::config;
 use phases::manifest::{self, BundleHost, BundleOptions, BundlePaths, ManifestOptions};
 
@@ -38,7 +38,7 @@ localAPIEndpoint:
 ---
 apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
-kubernetesVersion: v1.30.4
+kubernetesVersion: {kubernetes}
 etcd:
   local:
     imageTag: {tag}
@@ -46,6 +46,7 @@ etcd:
 {extra_args}",
         tag = version.image_tag(),
         data = data_dir.display(),
+        kubernetes = version.kubernetes_version(),
     );
     config::load_str(&text, None).unwrap()
 }
@@ -59,11 +60,20 @@ fn container_command(pod: &Pod) -> Vec<String> {
 
 /// GETs a probe's path the way the kubelet would (plain HTTP), but on `host`: the
 /// harness moved the member's localhost listeners to its own address.
-fn probe_answers(probe: &Probe, host: IpAddr) -> Result<(), String> {
+/// GETs the probe's path as the kubelet would; a named port (kubeadm 1.34+) resolves through
+/// the container's `ports`.
+fn probe_answers(probe: &Probe, container: &Container, host: IpAddr) -> Result<(), String> {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     let get = probe.http_get.as_ref().unwrap();
     let port = match &get.port {
-        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p) => *p as u16,
-        other => return Err(format!("named port {other:?}")),
+        IntOrString::Int(p) => *p as u16,
+        IntOrString::String(name) => container
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(name))
+            .map(|p| p.container_port as u16)
+            .ok_or_else(|| format!("the probe's port {name:?} is not a port of the container"))?,
     };
     let path = get.path.as_deref().unwrap();
     let mut stream = TcpStream::connect_timeout(&(host, port).into(), Duration::from_secs(2))
@@ -136,7 +146,7 @@ fn rendered_manifest_starts(version: EtcdVersion, test_id: u8) {
     .into_iter()
     .flatten()
     {
-        probe_answers(probe, ip)
+        probe_answers(probe, container, ip)
             .unwrap_or_else(|e| panic!("{version}: {e}\n{}", member.log_tail(20)));
     }
 }

@@ -292,7 +292,8 @@ fn make_node(root: &Path, ca: &TestCa, version: EtcdVersion, index: u8, ip: IpAd
         )
     };
     let yaml = format!(
-        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: {kind}\nnodeRegistration:\n  name: {name}\n{endpoint}---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\ncertificatesDir: {}\netcd:\n  local:\n    dataDir: {}\n    imageTag: {}\n",
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: {kind}\nnodeRegistration:\n  name: {name}\n{endpoint}---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: {}\ncertificatesDir: {}\netcd:\n  local:\n    dataDir: {}\n    imageTag: {}\n",
+        version.kubernetes_version(),
         cert_dir.display(),
         data_dir.display(),
         version.image_tag()

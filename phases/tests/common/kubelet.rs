@@ -126,7 +126,13 @@ pub struct HttpProbe {
 }
 
 impl HttpProbe {
-    fn from_yaml(v: &serde_yaml::Value, which: &str) -> Result<Option<Self>, String> {
+    /// `container` resolves a named `httpGet.port` through its `ports`, as the kubelet does
+    /// (kubeadm names the probe port from 1.34, kubernetes/kubernetes#132776).
+    fn from_yaml(
+        v: &serde_yaml::Value,
+        container: &serde_yaml::Value,
+        which: &str,
+    ) -> Result<Option<Self>, String> {
         if v.is_null() {
             return Ok(None);
         }
@@ -152,12 +158,22 @@ impl HttpProbe {
                     .ok_or_else(|| format!("{which}.{field}: {n:?} is not a count")),
             }
         };
-        let port = get["port"]
-            .as_u64()
-            .and_then(|p| u16::try_from(p).ok())
-            .ok_or_else(|| {
+        let named_port = |name: &str| {
+            container["ports"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .find(|p| p["name"].as_str() == Some(name))
+                .and_then(|p| p["containerPort"].as_u64())
+        };
+        let port = match &get["port"] {
+            serde_yaml::Value::String(name) => named_port(name),
+            n => n.as_u64(),
+        }
+        .and_then(|p| u16::try_from(p).ok())
+        .ok_or_else(|| {
                 format!(
-                    "{which}.httpGet.port: {:?} is not a port number",
+                    "{which}.httpGet.port: {:?} is neither a port number nor the name of one of the container's ports",
                     get["port"]
                 )
             })?;
@@ -279,9 +295,17 @@ impl PodSpec {
             .filter_map(|v| v["hostPath"]["path"].as_str().map(PathBuf::from))
             .collect();
         Ok(Self {
-            startup: HttpProbe::from_yaml(&container["startupProbe"], "startupProbe")?,
-            liveness: HttpProbe::from_yaml(&container["livenessProbe"], "livenessProbe")?,
-            readiness: HttpProbe::from_yaml(&container["readinessProbe"], "readinessProbe")?,
+            startup: HttpProbe::from_yaml(&container["startupProbe"], container, "startupProbe")?,
+            liveness: HttpProbe::from_yaml(
+                &container["livenessProbe"],
+                container,
+                "livenessProbe",
+            )?,
+            readiness: HttpProbe::from_yaml(
+                &container["readinessProbe"],
+                container,
+                "readinessProbe",
+            )?,
             command,
             create_dirs,
         })

@@ -65,6 +65,18 @@ impl EtcdVersion {
         }
     }
 
+    /// A Kubernetes release whose kubeadm renders what this etcd serves: kubeadm 1.30 for
+    /// the etcd without `/livez` and `/readyz` (before 3.5.11; kubeadm probes them from
+    /// 1.31), else a kubeadm that deploys this etcd minor (1.33: 3.5, 1.36: 3.6, 1.37: 3.7).
+    pub fn kubernetes_version(self) -> &'static str {
+        match self {
+            Self::V3_4_23 | Self::V3_5_1 => "v1.30.4",
+            Self::V3_5_16 | Self::V3_5_30 => "v1.33.4",
+            Self::V3_6_14 => "v1.36.2",
+            Self::V3_7_1 => "v1.37.1",
+        }
+    }
+
     /// The `etcd.local.imageTag` that makes our renderer target this binary.
     pub fn image_tag(self) -> String {
         format!("{}-0", self.version())
