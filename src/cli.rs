@@ -255,6 +255,9 @@ mod tests {
                     args.push(value.to_string());
                 }
             }
+            if built.contains(Flag::SnapshotFile.id()) {
+                args.push("snap.db".to_string());
+            }
             let matches = command(&tree).try_get_matches_from(&args).unwrap();
             let Invocation::Phase { path, values } = invocation(&tree, matches) else {
                 panic!("{leaf:?} is a phase");

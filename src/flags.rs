@@ -40,6 +40,12 @@ pub enum Flag {
     EnableLearnerMode,
     Hosts,
     OutputDir,
+    SnapshotDir,
+    Keep,
+    Etcdutl,
+    /// The snapshot file, positional.
+    SnapshotFile,
+    EtcdVersion,
     /// Taken by every workflow, not by phases.
     SkipPhases,
 }
@@ -47,7 +53,7 @@ pub enum Flag {
 impl Flag {
     /// Every flag, for tests that check all of them.
     #[cfg(test)]
-    pub const ALL: [Flag; 25] = [
+    pub const ALL: [Flag; 30] = [
         Flag::Config,
         Flag::CertDir,
         Flag::NodeName,
@@ -72,6 +78,11 @@ impl Flag {
         Flag::EnableLearnerMode,
         Flag::Hosts,
         Flag::OutputDir,
+        Flag::SnapshotDir,
+        Flag::Keep,
+        Flag::Etcdutl,
+        Flag::SnapshotFile,
+        Flag::EtcdVersion,
         Flag::SkipPhases,
     ];
 
@@ -102,6 +113,11 @@ impl Flag {
             Flag::EnableLearnerMode => "enable-learner-mode",
             Flag::Hosts => "hosts",
             Flag::OutputDir => "output-dir",
+            Flag::SnapshotDir => "dir",
+            Flag::Keep => "keep",
+            Flag::Etcdutl => "etcdutl",
+            Flag::SnapshotFile => "snapshot",
+            Flag::EtcdVersion => "etcd-version",
             Flag::SkipPhases => "skip-phases",
         }
     }
@@ -156,7 +172,7 @@ impl Flag {
                 .value_parser(path),
             Flag::ToFile => value("FILE", "With --from-file: write the result here instead of standard output")
                 .value_parser(path),
-            Flag::TargetVersion => value("VERSION", "The Kubernetes version being upgraded to, like v1.33.0").required(true),
+            Flag::TargetVersion => value("VERSION", "The Kubernetes version being upgraded to, like v1.33.0 (required by migrate-feature-gates and the upgrade workflow; upgrade etcd: the etcd release kubeadm deploys for it, unless --etcd-version)"),
             Flag::ApiVersion => value("VERSION", "Convert the stored ClusterConfiguration to this kubeadm API version")
                 .value_parser(["kubeadm.k8s.io/v1beta4", "v1beta4"]),
             Flag::EnableLearnerMode => switch("Set the EtcdLearnerMode feature gate where the target version needs it set"),
@@ -166,6 +182,20 @@ impl Flag {
             Flag::OutputDir => value("DIR", "Where to write one folder per host")
                 .required(true)
                 .value_parser(path),
+            Flag::SnapshotDir => value("DIR", "Where snapshots are written (created 0700)")
+                .default_value(phases::snapshot::DEFAULT_SNAPSHOT_DIR)
+                .value_parser(path),
+            Flag::Keep => value("N", "After a successful snapshot, keep the newest N of this tool's snapshots in the directory and remove older ones")
+                .value_parser(clap::value_parser!(usize)),
+            Flag::Etcdutl => value("PATH", "The etcdutl binary to use (etcd 3.4: etcdctl) [default: etcdutl found on $PATH, matching the etcd release in use]")
+                .value_parser(path),
+            Flag::SnapshotFile => Arg::new(id)
+                .value_name("FILE")
+                .help("The snapshot file")
+                .required(true)
+                .action(ArgAction::Set)
+                .value_parser(path),
+            Flag::EtcdVersion => value("VERSION", "The etcd release to move this member to: an image tag (3.6.14-0) or a release (v3.6.14)"),
             Flag::SkipPhases => value("PHASES", "Comma-separated phases to skip, named as listed below (certs/etcd-peer)")
                 .value_delimiter(',')
                 .action(ArgAction::Append),

@@ -441,7 +441,7 @@ fn member_id_flag(ctx: &Context) -> anyhow::Result<Option<MemberId>> {
 }
 
 /// `--timeout`, else the generous default derived from `timeouts.etcdAPICall`.
-fn timeout(ctx: &Context, cfg: &KubeadmConfig) -> Duration {
+pub(crate) fn timeout(ctx: &Context, cfg: &KubeadmConfig) -> Duration {
     ctx.value::<GoDuration>(Timeout)
         .map(|d| d.0)
         .unwrap_or_else(|| default_timeout(cfg.timeouts.etcd_api_call.0))
@@ -449,7 +449,7 @@ fn timeout(ctx: &Context, cfg: &KubeadmConfig) -> Duration {
 
 /// The client TLS files: `--etcd-*file`, else the external etcd files of the
 /// configuration, else kubeadm's healthcheck client under the certificate directory.
-fn tls(ctx: &Context, cfg: &KubeadmConfig) -> anyhow::Result<EtcdTls> {
+pub(crate) fn tls(ctx: &Context, cfg: &KubeadmConfig) -> anyhow::Result<EtcdTls> {
     let mut tls = EtcdTls::from_cert_dir(&ctx.cert_dir()?);
     if let Etcd::External(ext) = &cfg.cluster.etcd {
         let file = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
@@ -466,7 +466,10 @@ fn tls(ctx: &Context, cfg: &KubeadmConfig) -> anyhow::Result<EtcdTls> {
     ))
 }
 
-fn connect(ctx: &Context, cfg: &KubeadmConfig) -> anyhow::Result<(EtcdClient, EndpointSource)> {
+pub(crate) fn connect(
+    ctx: &Context,
+    cfg: &KubeadmConfig,
+) -> anyhow::Result<(EtcdClient, EndpointSource)> {
     let kubeconfig: Option<PathBuf> = ctx.value(Kubeconfig);
     // Discovery through the API server only with a kubeconfig given, as kubeadm asks
     // the API server only when it has a client (the --kubeconfig help says so).

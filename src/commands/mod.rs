@@ -22,6 +22,7 @@ pub mod etcd;
 pub mod init;
 pub mod join;
 pub mod membership;
+pub mod snapshot;
 pub mod upgrade;
 
 use crate::phase::{Phase, Workflow};
@@ -41,17 +42,22 @@ pub fn phases() -> Vec<Phase> {
                 membership::status(),
                 membership::check_health(),
                 membership::remove_member(),
+                snapshot::phase(),
             ],
         ),
         Phase::group(
             "upgrade",
             "Upgrade-time changes to the stored kubeadm configuration",
-            vec![upgrade::migrate_feature_gates()],
+            vec![
+                upgrade::preflight(),
+                upgrade::migrate_feature_gates(),
+                upgrade::etcd(),
+            ],
         ),
     ]
 }
 
 /// The workflows, in the order the help lists them.
 pub fn workflows() -> Vec<Workflow> {
-    vec![init::workflow(), join::workflow()]
+    vec![init::workflow(), join::workflow(), upgrade::workflow()]
 }
