@@ -17,8 +17,8 @@ use phases::membership::promote::{self, PromoteOptions, PromoteOutcome, Promoted
 use phases::membership::remove::{self, RemoveOptions, RemoveOutcome};
 use phases::membership::status::{self, human_bytes, ClusterStatus};
 use phases::membership::{
-    default_timeout, health, EtcdClient, EtcdTls, Event, MemberId, RetryReason, Selector,
-    DEFAULT_RPC_TIMEOUT,
+    default_timeout, health, member_label, EtcdClient, EtcdTls, Event, MemberId, RetryReason,
+    Selector, DEFAULT_RPC_TIMEOUT,
 };
 
 use crate::context::{say, warn, Context};
@@ -161,7 +161,10 @@ fn report_added(dry_run: bool, joined: &Joined, name: &str, peer_url: &str) {
         (AddOutcome::Added, Some(id)) => progress(
             dry_run,
             PREFIX,
-            format!("Announced new etcd member {id} ({name}) joining the cluster as a learner"),
+            format!(
+                "Announced new etcd member {} joining the cluster as a learner",
+                member_label(id, name)
+            ),
         ),
         (
             AddOutcome::Reused {
@@ -313,13 +316,16 @@ fn report_promoted(p: &Promoted) {
     match p.outcome {
         PromoteOutcome::AlreadyVoter => say(
             PREFIX,
-            format!("etcd member {} ({name}) is already a voting member", p.id),
+            format!(
+                "etcd member {} is already a voting member",
+                member_label(p.id, &name)
+            ),
         ),
         PromoteOutcome::Promoted | PromoteOutcome::PromotedAfterError => say(
             PREFIX,
             format!(
-                "Promoted etcd learner {} ({name}) to a voting member after {}",
-                p.id,
+                "Promoted etcd learner {} to a voting member after {}",
+                member_label(p.id, &name),
                 seconds(p.waited)
             ),
         ),
@@ -398,7 +404,7 @@ fn run_remove_member(ctx: &Context) -> anyhow::Result<()> {
             format!(
                 "Removed {} {} from the etcd cluster",
                 role(was_learner),
-                who(id, &name)
+                member_label(id, &name)
             ),
         ),
         RemoveOutcome::WouldRemove {
@@ -410,7 +416,7 @@ fn run_remove_member(ctx: &Context) -> anyhow::Result<()> {
             format!(
                 "Would remove {} {} from the etcd cluster",
                 role(was_learner),
-                who(id, &name)
+                member_label(id, &name)
             ),
         ),
         RemoveOutcome::NotAMember { selector } => say(
@@ -419,15 +425,6 @@ fn run_remove_member(ctx: &Context) -> anyhow::Result<()> {
         ),
     }
     Ok(())
-}
-
-/// `8e9e05c52164694d (node2)`, or only the ID for a member that has no name yet.
-fn who(id: MemberId, name: &str) -> String {
-    if name.is_empty() || name == id.to_string() {
-        id.to_string()
-    } else {
-        format!("{id} ({name})")
-    }
 }
 
 fn member_id_flag(ctx: &Context) -> anyhow::Result<Option<MemberId>> {
@@ -648,7 +645,8 @@ impl Printer {
                 "Checked the etcd cluster: {healthy} of {voters} voting members healthy, {learners} learner(s)"
             )),
             Event::VoterDown { id, name, reason } => warn(format!(
-                "etcd voting member {id} ({name}) is unhealthy: {reason}. etcd before 3.5.30/3.6.11 refuses to add members until it is back or removed"
+                "etcd voting member {} is unhealthy: {reason}. The join continues despite it: this etcd accepts the add while the voting members it reaches are a quorum of the grown cluster",
+                member_label(id, &name)
             )),
             Event::DataDirWiped { path, reason } => warn(format!("wiped the etcd data directory {}: it {reason}", path.display())),
             Event::MemberReused { .. } | Event::LearnerAdded { .. } => {}
@@ -682,7 +680,7 @@ impl Printer {
                 }
             }
             Event::Started { id, name, client_url } => {
-                self.line(format!("etcd learner {id} ({name}) is running at {client_url}"))
+                self.line(format!("etcd learner {} is running at {client_url}", member_label(id, &name)))
             }
             Event::Progress { id, applied, leader_index, percent } => self.progress(id, applied, leader_index, percent),
             Event::LearnerNotAnswering { id, url, reason } => {

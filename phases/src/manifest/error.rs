@@ -1,3 +1,4 @@
+use crate::membership::version::MIN_LEARNER_VERSION;
 use std::path::PathBuf;
 
 use crate::config::ConfigError;
@@ -27,7 +28,11 @@ pub enum ManifestError {
         reason: String,
     },
 
-    #[error("etcd learner mode is not supported by etcd {version} (3.4 or newer is needed)")]
+    #[error(
+        "etcd learner mode is not supported by etcd {version} ({}.{} or newer is needed)",
+        MIN_LEARNER_VERSION.major,
+        MIN_LEARNER_VERSION.minor
+    )]
     UnsupportedEtcd { version: semver::Version },
 
     #[error("{source_name}: etcd.local.extraEnvs[{index}] ({name}): invalid valueFrom: {reason}")]

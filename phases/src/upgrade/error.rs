@@ -116,8 +116,9 @@ pub enum UpgradeError {
 
     #[error(
         "etcd learner mode is not supported by this etcd version ({version}): the etcd of Kubernetes \
-         {target} would be {tag} ({from}) and learner members need etcd 3.4 or newer; set \
-         etcd.local.imageTag to etcd 3.4 or newer (or remove it to get kubeadm's default)"
+         {target} would be {tag} ({from}) and learner members need etcd {min} or newer; set \
+         etcd.local.imageTag to etcd {min} or newer (or remove it to get kubeadm's default)",
+        min = min_learner()
     )]
     EtcdTooOldForLearner {
         version: String,
@@ -207,4 +208,10 @@ pub enum UpgradeError {
         #[source]
         source: serde_yaml::Error,
     },
+}
+
+/// etcd's first release with learners, as messages write it ("3.4").
+fn min_learner() -> String {
+    let v = crate::membership::version::MIN_LEARNER_VERSION;
+    format!("{}.{}", v.major, v.minor)
 }

@@ -39,7 +39,7 @@
 //! | 24      | `manifest_real_etcd::moved_listeners_start_etcd_3_5`        |
 //! | 25      | `manifest_real_etcd::a_manifest_for_another_release_fails`  |
 //! | 30      | `etcd_smoke::localize_...` (no member is started)           |
-//! | 60-67   | `faults` scenarios (matrix): 60, 62, 64, 66                 |
+//! | 60-67   | `faults` scenarios (matrix): 60, 62, 64, 66; 67 on 3.6.14   |
 //! | 70      | `tls` (matrix)                                              |
 //! | 72      | root `tests/faults_cli.rs` (matrix)                         |
 //! | 74      | root `tests/secrets.rs`, membership commands at trace level |
