@@ -196,7 +196,7 @@ fn moved_listeners_start_etcd_3_5() {
         liveness.http_get.as_ref().unwrap().host.as_deref(),
         Some(ip.to_string().as_str())
     );
-    probe_answers(liveness, ip).unwrap();
+    probe_answers(liveness, container, ip).unwrap();
 }
 
 fn external_bundle_forms_a_cluster(version: EtcdVersion, test_id: u8, encryption: &str) {
