@@ -40,6 +40,8 @@ timeouts:
 ---
 apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
+# kubeadm 1.30 probes /health, which etcd 3.5.1 serves (/livez and /readyz came in 3.5.11).
+kubernetesVersion: v1.30.4
 certificatesDir: {dir}/pki
 etcd:
   local:
@@ -79,9 +81,15 @@ class Node:
                                      stdin=subprocess.DEVNULL)
 
     def stop(self):
+        # SIGTERM: the stand-in then kills its member, as the kubelet does with a removed
+        # static Pod; a SIGKILLed stand-in would leave the member serving on this address.
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
         self.proc = None
 
     def tls(self):
@@ -91,8 +99,11 @@ class Node:
 
 
 def etcdctl(node, endpoint, *args, check=True, timeout=60):
-    return subprocess.run([ETCDCTL, "--endpoints", endpoint, *node.tls(), *args], env={"ETCDCTL_API": "3"},
-                          capture_output=True, text=True, check=check, timeout=timeout)
+    done = subprocess.run([ETCDCTL, "--endpoints", endpoint, *node.tls(), *args], env={"ETCDCTL_API": "3"},
+                          capture_output=True, text=True, timeout=timeout)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"etcdctl {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
+    return done
 
 
 def wait_healthy(node, endpoint, limit=120):

@@ -80,6 +80,14 @@ case "${etcd_version}" in
   *) echo "--etcd-version takes 3.4.23, 3.5.30, 3.6.14 or 3.7.1 (or 3.5.1, 3.5.16), not ${etcd_version}" >&2; exit 2 ;;
 esac
 image_tag="${etcd_version}-0"
+# A kubeadm release that renders what this etcd serves: 1.30 probes /health (etcd before
+# 3.5.11 has no /livez or /readyz), 1.33 deploys 3.5, 1.36 deploys 3.6, 1.37 deploys 3.7.
+case "${etcd_version}" in
+  3.4.*|3.5.1) kubernetes_version=v1.30.4 ;;
+  3.5.*) kubernetes_version=v1.33.4 ;;
+  3.6.*) kubernetes_version=v1.36.2 ;;
+  *) kubernetes_version=v1.37.1 ;;
+esac
 
 log "installing dependencies (hack/install-deps.sh)"
 "${repo_root}/hack/install-deps.sh" >&2
@@ -141,6 +149,7 @@ write_config() {
     echo "---"
     echo "apiVersion: kubeadm.k8s.io/v1beta4"
     echo "kind: ClusterConfiguration"
+    echo "kubernetesVersion: ${kubernetes_version}"
     echo "certificatesDir: ${dir}/pki"
     echo "etcd:"
     echo "  local:"

@@ -53,6 +53,9 @@ mod kubelet;
 #[path = "../phases/tests/common/versions.rs"]
 mod versions;
 
+#[path = "../phases/tests/common/output.rs"]
+mod output;
+
 use versions::{EtcdVersion, Tool};
 
 /// The first address octet of this file's runs (registered in
@@ -236,26 +239,12 @@ impl Node {
 
 /// Runs `cmd` to completion within [`COMMAND_TIMEOUT`].
 fn run(mut cmd: Command) -> Output {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = Guard(cmd.spawn().unwrap());
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
-    while child.exited().is_none() {
-        assert!(Instant::now() < deadline, "{cmd:?} did not finish in time");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut out = Output {
-        status: child.exited().unwrap(),
-        stdout: Vec::new(),
-        stderr: Vec::new(),
-    };
-    use std::io::Read;
-    if let Some(mut s) = child.0.stdout.take() {
-        s.read_to_end(&mut out.stdout).unwrap();
-    }
-    if let Some(mut s) = child.0.stderr.take() {
-        s.read_to_end(&mut out.stderr).unwrap();
-    }
-    out
+    output::output_within(&mut cmd, COMMAND_TIMEOUT).unwrap_or_else(|out| {
+        panic!(
+            "{cmd:?} did not finish in {COMMAND_TIMEOUT:?}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
 
 fn run_ok(cmd: Command) -> String {

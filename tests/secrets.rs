@@ -19,6 +19,9 @@ mod kubelet;
 #[path = "../phases/tests/common/versions.rs"]
 mod versions;
 
+#[path = "../phases/tests/common/output.rs"]
+mod output;
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -44,26 +47,17 @@ fn kubeadm_etcd(args: &[&str], env: &[(&str, &Path)]) -> Output {
         .args(args)
         // The log filter must come from -v, not from the environment of whoever runs this.
         .env_remove("KUBEADM_ETCD_LOG")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env_remove("RUST_LOG");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().unwrap();
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(90) {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "kubeadm-etcd {args:?} did not finish in 90s:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    let limit = Duration::from_secs(90);
+    output::output_within(&mut cmd, limit).unwrap_or_else(|out| {
+        panic!(
+            "kubeadm-etcd {args:?} did not finish in {limit:?}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
