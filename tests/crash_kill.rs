@@ -14,6 +14,10 @@
 //! temporary (`.<name>.tmp-<pid>`, a key's at 0600) next to the files; a later run, with
 //! another pid, does not remove it. The test checks it belongs to the killed run.
 
+#[path = "../phases/tests/common/rng.rs"]
+mod rng;
+use rng::Rng;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -36,18 +40,6 @@ fn certs_all(cert_dir: &Path) -> Command {
 
 fn run(cert_dir: &Path) -> Output {
     certs_all(cert_dir).output().unwrap()
-}
-
-/// xorshift64*: enough to spread kill moments, and reproducible from the printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -176,7 +168,7 @@ fn certs_all_killed_at_random_moments_leaves_complete_files_and_converges() {
                 | 1
         });
     eprintln!("CRASH_KILL_SEED={seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
 
     // How long an uninterrupted run takes here: the kills spread over that span.
     // The fastest of three, as other work on the machine only makes runs longer.

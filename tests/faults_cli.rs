@@ -56,6 +56,10 @@ mod versions;
 #[path = "../phases/tests/common/output.rs"]
 mod output;
 
+#[path = "../phases/tests/common/rng.rs"]
+mod rng;
+use rng::Rng;
+
 use versions::{EtcdVersion, Tool};
 
 /// The first address octet of this file's runs (registered in
@@ -65,26 +69,6 @@ const TEST_ID: u8 = 72;
 /// etcdctl 3.4, the observer whatever the members run (as in the phases harness).
 fn etcdctl_binary() -> PathBuf {
     versions::require(EtcdVersion::V3_4_23, Tool::Etcdctl)
-}
-
-/// xorshift64*, reproducible from the printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Log-uniform in `min..max`: as many kills in the first few milliseconds (process
-    /// start, TLS, the first calls) as in the tens after them.
-    fn delay(&mut self, min: Duration, max: Duration) -> Duration {
-        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-        let (min, max) = (min.as_secs_f64(), max.as_secs_f64());
-        Duration::from_secs_f64(min * (max / min).powf(u))
-    }
 }
 
 fn seed() -> u64 {
@@ -586,11 +570,11 @@ fn tool_killed(version: EtcdVersion) {
     versions::require(version, Tool::Etcd);
     etcdctl_binary();
     let (runs, seed) = (runs(), seed());
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let started = Instant::now();
     let (mut failures, mut kills) = (Vec::new(), Kills::default());
     for index in 0..runs {
-        let mut run_rng = Rng(rng.next() | 1);
+        let mut run_rng = Rng::new(rng.next() | 1);
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             tool_killed_run(version, &mut run_rng)
         })) {

@@ -47,33 +47,7 @@ pub fn seed() -> u64 {
         })
 }
 
-/// xorshift64*: reproducible from the printed seed, which is all a fault schedule needs.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed.max(1))
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    /// Uniform in `lo..hi`.
-    pub fn between(&mut self, lo: Duration, hi: Duration) -> Duration {
-        let span = hi.saturating_sub(lo).as_micros() as u64;
-        lo + Duration::from_micros(self.below(span))
-    }
-}
+pub use super::rng::Rng;
 
 /// One run of a scenario.
 #[derive(Debug, Clone)]

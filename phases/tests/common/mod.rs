@@ -56,6 +56,7 @@ pub mod cluster;
 mod etcd_process;
 pub mod faults;
 pub mod kubelet;
+pub mod rng;
 pub mod versions;
 
 use std::fs;
