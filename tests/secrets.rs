@@ -65,16 +65,27 @@ fn base64_encode(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(data)
 }
 
-/// A PEM body: base64 broken into lines.
-fn base64_decode(text: &str) -> Vec<u8> {
+/// The DER of every block of `pem`, one after the other: a key file can hold more than
+/// one block (Go writes an EC key's parameters before it), each padded on its own.
+fn pem_der(pem: &str) -> Vec<u8> {
     use base64::Engine as _;
-    let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(compact)
-        .expect("base64")
+    let mut der = Vec::new();
+    let mut block = String::new();
+    for line in pem.lines().map(str::trim) {
+        if line.starts_with("-----END ") {
+            der.extend(
+                base64::engine::general_purpose::STANDARD
+                    .decode(&block)
+                    .expect("base64"),
+            );
+            block.clear();
+        } else if !line.starts_with("-----") {
+            block.push_str(line);
+        }
+    }
+    der
 }
 
-/// The base64 body of a PEM file.
 fn pem_body(pem: &str) -> String {
     pem.lines().filter(|l| !l.starts_with("-----")).collect()
 }
@@ -101,7 +112,7 @@ impl Secrets {
     fn add_public_cert_dir(&mut self, dir: &Path) {
         for id in CertId::ALL {
             if let Ok(pem) = std::fs::read_to_string(id.cert_path(dir)) {
-                self.add_public(&base64_decode(&pem_body(&pem)));
+                self.add_public(&pem_der(&pem));
             }
         }
     }
@@ -114,7 +125,7 @@ impl Secrets {
             self.needles
                 .push((format!("{what}: base64"), w.to_string()));
         }
-        let der = base64_decode(&body);
+        let der = pem_der(pem);
         for w in der.windows(16).filter(|w| !self.public.contains(*w)) {
             let hex: String = w.iter().map(|b| format!("{b:02x}")).collect();
             self.needles
