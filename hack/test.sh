@@ -10,16 +10,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Each stage says how long it took: CI's budget is 25 minutes from a fresh clone.
+started=$SECONDS
+stage() {
+  echo "==> $1 (at $((SECONDS - started)) s)"
+}
+
+stage "install dependencies"
 hack/install-deps.sh
 
-echo "==> cargo fmt --check"
+stage "cargo fmt --check"
 cargo fmt --all -- --check
 
-echo "==> cargo clippy"
+stage "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 mkdir -p _output
-echo "==> cargo test"
+stage "cargo test"
 # insta never writes snapshots here: a changed rendering must be reviewed and committed.
 INSTA_UPDATE=no cargo test --workspace --locked --no-fail-fast 2>&1 | tee _output/test.log
 status=${PIPESTATUS[0]}
@@ -38,10 +45,11 @@ if [ -n "$pending" ]; then
 fi
 [ "$status" -eq 0 ] || exit "$status"
 
-echo "==> benchmark smoke (one iteration of hack/bench.sh, on the debug build)"
+stage "benchmark smoke (one iteration of hack/bench.sh, on the debug build)"
 cargo build --quiet --locked --bin kubeadm-etcd --example kubelet-standin
 BENCH_PROFILE=debug python3 hack/bench.py --smoke
 
 # The closing line: the totals of every cargo test binary above.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' _output/test.log
+echo "hack/test.sh took $((SECONDS - started)) s"
