@@ -10,9 +10,12 @@ test suite only runs `--smoke` (one iteration of everything) so the script canno
   join       add-to-voter time of our join-learner + promote against kubeadm's way done
              with etcdctl (retry `member promote` every 500 ms) and the same with a 10 ms
              retry, on fresh clusters of the same shape and data (see bench_join.py).
+  snapshot   `phase etcd snapshot save` against `etcdctl snapshot save` from the same
+             member, 64 and 512 MiB databases, with each one's peak RSS.
 
-Usage: hack/bench.py [--smoke] [--runs N] [certs|coldstart|join ...]
-       (JOIN_SIZES_MIB=0,64 limits the join benchmark to some database sizes)
+Usage: hack/bench.py [--smoke] [--runs N] [--etcd-version V ...] [certs|coldstart|join|snapshot ...]
+       (JOIN_SIZES_MIB=0,64 and SNAPSHOT_SIZES_MIB=512 limit those benchmarks to some
+       database sizes)
 """
 import argparse
 import json
@@ -155,9 +158,14 @@ def main():
     parser.add_argument("--smoke", action="store_true", help="one iteration of everything, small databases")
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--json", help="also write the results here")
-    parser.add_argument("which", nargs="*", default=["certs", "coldstart", "join"])
+    parser.add_argument("--etcd-version", action="append", dest="etcd_versions",
+                        help="the etcd release(s) the join benchmark runs on (repeatable): 3.5.1, 3.5.30, "
+                             "3.6.14, 3.7.1 [default: 3.5.1 and 3.7.1, the oldest and the newest]")
+    parser.add_argument("which", nargs="*", default=["certs", "coldstart", "join", "snapshot"])
     args = parser.parse_args()
     runs = 1 if args.smoke else args.runs
+    # The smoke proves the scripts work, on the newest etcd only (CI time).
+    etcd_versions = args.etcd_versions or (["3.7.1"] if args.smoke else ["3.5.1", "3.7.1"])
     if not os.path.exists(BIN):
         sys.exit(f"{BIN} is missing: run hack/bench.sh, which builds it")
     if shutil.which("openssl") is None:
@@ -171,7 +179,17 @@ def main():
     if "join" in args.which:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import bench_join  # noqa: E402
-        results["join"] = bench_join.run(BIN, runs=runs, smoke=args.smoke, report=report)
+        results["join"] = {}
+        for version in etcd_versions:
+            bench_join.use_etcd(version)
+            results["join"].update(bench_join.run(BIN, runs=runs, smoke=args.smoke, report=report))
+    if "snapshot" in args.which:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import bench_join  # noqa: E402
+        results["snapshot"] = {}
+        for version in etcd_versions:
+            bench_join.use_etcd(version)
+            results["snapshot"].update(bench_join.run_snapshot(BIN, runs=runs, smoke=args.smoke, report=report))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2, sort_keys=True)

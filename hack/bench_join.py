@@ -23,8 +23,26 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ETCD = os.path.join(REPO, "_output", "etcd-3.5.1", "etcd")
-ETCDCTL = os.path.join(REPO, "_output", "etcd-3.5.1", "etcdctl")
+# The etcd releases the benchmark runs on (hack/install-deps.sh puts them under _output/),
+# each rendered as a kubeadm release that deploys it (as phases/tests/common/versions.rs
+# does): 3.5.1 with kubeadm 1.30, whose probes ask /health (/livez and /readyz came in
+# 3.5.11); the others with the kubeadm that ships them.
+KUBERNETES_FOR_ETCD = {"3.5.1": "v1.30.4", "3.5.30": "v1.33.4", "3.6.14": "v1.36.2", "3.7.1": "v1.37.1"}
+ETCD_VERSION = "3.5.1"
+ETCD = ETCDCTL = None
+
+
+def use_etcd(version):
+    """Selects the etcd release every later run uses."""
+    global ETCD_VERSION, ETCD, ETCDCTL
+    if version not in KUBERNETES_FOR_ETCD:
+        raise SystemExit(f"--etcd-version {version}: the benchmark runs on {', '.join(KUBERNETES_FOR_ETCD)}")
+    ETCD_VERSION = version
+    ETCD = os.path.join(REPO, "_output", f"etcd-{version}", "etcd")
+    ETCDCTL = os.path.join(REPO, "_output", f"etcd-{version}", "etcdctl")
+
+
+use_etcd(ETCD_VERSION)
 PROFILE = os.environ.get("BENCH_PROFILE", "release")
 STANDIN = os.path.join(REPO, "target", PROFILE, "examples", "kubelet-standin")
 SEED_IP, JOIN_IP = "127.251.0.11", "127.251.0.12"
@@ -40,13 +58,12 @@ timeouts:
 ---
 apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
-# kubeadm 1.30 probes /health, which etcd 3.5.1 serves (/livez and /readyz came in 3.5.11).
-kubernetesVersion: v1.30.4
+kubernetesVersion: {kubernetes}
 certificatesDir: {dir}/pki
 etcd:
   local:
     dataDir: {dir}/data
-    imageTag: 3.5.1-0
+    imageTag: {etcd}-0
     extraArgs:
     - name: quota-backend-bytes
       value: "4294967296"
@@ -60,7 +77,8 @@ def write_config(dir_, name, ip, join):
     path = os.path.join(dir_, "kubeadm.yaml")
     with open(path, "w") as f:
         f.write(CONFIG.format(kind="JoinConfiguration" if join else "InitConfiguration", name=name,
-                              endpoint=endpoint, dir=dir_))
+                              endpoint=endpoint, dir=dir_, kubernetes=KUBERNETES_FOR_ETCD[ETCD_VERSION],
+                              etcd=ETCD_VERSION))
     return path
 
 
@@ -232,7 +250,7 @@ def join_etcdctl(bin_, first, node, retry):
 
 
 def run(bin_, runs, smoke, report):
-    for path, what in ((ETCD, "etcd 3.5.1"), (ETCDCTL, "etcdctl 3.5.1")):
+    for path, what in ((ETCD, f"etcd {ETCD_VERSION}"), (ETCDCTL, f"etcdctl {ETCD_VERSION}")):
         if not os.path.exists(path):
             raise SystemExit(f"{what} is missing at {path}: run hack/install-deps.sh")
     profile = ["--release"] if PROFILE == "release" else []
@@ -269,9 +287,70 @@ def run(bin_, runs, smoke, report):
                             if member:
                                 member.stop()
                         shutil.rmtree(root, ignore_errors=True)
-            title = f"join time, member add to voter, {size_mib} MiB database"
+            title = f"join time, member add to voter, {size_mib} MiB database, etcd {ETCD_VERSION}"
             out = report(title, samples, "etcdctl, promote retried every 10 ms", unit="s", scale=1.0)
             out["peak_rss_kib"] = max(peak) if peak else None
             print(f"peak RSS of kubeadm-etcd during the join: {max(peak) / 1024:.1f} MiB" if peak else "")
-            results[f"{size_mib}MiB"] = out
+            results[f"{ETCD_VERSION}/{size_mib}MiB"] = out
+    return results
+
+
+def save_ours(bin_, node, out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+    elapsed, rss, _ = run_tool([bin_, "phase", "etcd", "snapshot", "save", "--config", node.config,
+                                "--endpoints", f"https://{node.ip}:2379", "--dir", out_dir])
+    return elapsed, rss
+
+
+def save_etcdctl(node, out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+    elapsed, rss, _ = run_tool([ETCDCTL, "--endpoints", f"https://{node.ip}:2379", *node.tls(), "snapshot", "save",
+                                os.path.join(out_dir, "etcdctl.db")])
+    return elapsed, rss
+
+
+def run_snapshot(bin_, runs, smoke, report):
+    """`phase etcd snapshot save` against `etcdctl snapshot save` from the same member in
+    the same run, alternated; both stream the Maintenance API's Snapshot to a file. Also
+    the peak RSS of each (wait4): ours must stay flat in the database size."""
+    for path, what in ((ETCD, f"etcd {ETCD_VERSION}"), (ETCDCTL, f"etcdctl {ETCD_VERSION}")):
+        if not os.path.exists(path):
+            raise SystemExit(f"{what} is missing at {path}: run hack/install-deps.sh")
+    profile = ["--release"] if PROFILE == "release" else []
+    subprocess.run(["cargo", "build", *profile, "--quiet", "--example", "kubelet-standin"], cwd=REPO, check=True)
+    sizes = [(1, 1)] if smoke else [(64, runs), (512, runs)]
+    if os.environ.get("SNAPSHOT_SIZES_MIB"):
+        wanted = {int(x) for x in os.environ["SNAPSHOT_SIZES_MIB"].split(",")}
+        sizes = [(size, n) for size, n in sizes if size in wanted]
+    results = {}
+    for size_mib, n in sizes:
+        with tempfile.TemporaryDirectory(prefix="kubeadm-etcd-bench-") as work:
+            seed = make_seed(bin_, work, size_mib)
+            root = tempfile.mkdtemp(dir=work)
+            node = fresh_cluster(bin_, seed, root)
+            try:
+                contenders = [
+                    ("kubeadm-etcd phase etcd snapshot save", lambda d: save_ours(bin_, node, d)),
+                    ("etcdctl snapshot save", lambda d: save_etcdctl(node, d)),
+                ]
+                samples = {name: [] for name, _ in contenders}
+                rss = {name: [] for name, _ in contenders}
+                for round_ in range(n):
+                    order = contenders[round_ % 2:] + contenders[:round_ % 2]
+                    for name, fn in order:
+                        out_dir = tempfile.mkdtemp(dir=work)
+                        try:
+                            elapsed, peak = fn(out_dir)
+                        finally:
+                            shutil.rmtree(out_dir, ignore_errors=True)
+                        samples[name].append(elapsed)
+                        rss[name].append(peak)
+                title = f"snapshot save, {size_mib} MiB database, etcd {ETCD_VERSION}"
+                out = report(title, samples, "etcdctl snapshot save", unit="s", scale=1.0)
+                out["peak_rss_kib"] = {name: max(v) for name, v in rss.items()}
+                for name, v in rss.items():
+                    print(f"peak RSS of {name}: {max(v) / 1024:.1f} MiB")
+                results[f"{ETCD_VERSION}/{size_mib}MiB"] = out
+            finally:
+                node.stop()
     return results

@@ -119,9 +119,17 @@ impl Context<'_> {
             return Ok(cfg);
         }
         let values = &self.session.values;
+        let kubeadm_minor: Option<u64> = if values.takes(Flag::KubeadmVersion) {
+            values.one(Flag::KubeadmVersion)
+        } else {
+            None
+        };
         let mut cfg = match &path {
-            Some(path) => config::load_file(path)?,
-            None => KubeadmConfig::default(),
+            Some(path) => config::load_file_as(path, kubeadm_minor)?,
+            None => KubeadmConfig {
+                kubeadm_minor,
+                ..KubeadmConfig::default()
+            },
         };
         for warning in &cfg.warnings {
             warn(warning);
@@ -139,6 +147,18 @@ impl Context<'_> {
                     .map_err(|m| anyhow::anyhow!("--advertise-address: {m}"))?;
                 cfg.node.advertise_address = Some(ip);
             }
+        }
+        // What the file and the flags leave unset comes from the host, as kubeadm's
+        // `SetNodeRegistrationDynamicDefaults` and `SetAPIEndpointDynamicDefaults` do.
+        cfg.notes = cfg.apply_host_defaults();
+        // Which kubeadm this run renders as decides paths, probes and flags: a dry run
+        // says it on standard error (standard output may carry the manifest).
+        if values.takes(Flag::DryRun) && values.switch(Flag::DryRun) {
+            eprintln!("[dryrun] {}", cfg.emulated_kubeadm());
+        }
+        tracing::info!("{}", cfg.emulated_kubeadm());
+        for note in &cfg.notes {
+            tracing::info!("{note}");
         }
         Ok(self.session.config.get_or_init(|| cfg))
     }

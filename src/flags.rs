@@ -46,6 +46,8 @@ pub enum Flag {
     /// The snapshot file, positional.
     SnapshotFile,
     EtcdVersion,
+    /// The kubeadm release to emulate, when it is not the minor of kubernetesVersion.
+    KubeadmVersion,
     /// Taken by every workflow, not by phases.
     SkipPhases,
 }
@@ -53,7 +55,7 @@ pub enum Flag {
 impl Flag {
     /// Every flag, for tests that check all of them.
     #[cfg(test)]
-    pub const ALL: [Flag; 30] = [
+    pub const ALL: [Flag; 31] = [
         Flag::Config,
         Flag::CertDir,
         Flag::NodeName,
@@ -83,6 +85,7 @@ impl Flag {
         Flag::Etcdutl,
         Flag::SnapshotFile,
         Flag::EtcdVersion,
+        Flag::KubeadmVersion,
         Flag::SkipPhases,
     ];
 
@@ -118,6 +121,7 @@ impl Flag {
             Flag::Etcdutl => "etcdutl",
             Flag::SnapshotFile => "snapshot",
             Flag::EtcdVersion => "etcd-version",
+            Flag::KubeadmVersion => "kubeadm-version",
             Flag::SkipPhases => "skip-phases",
         }
     }
@@ -145,10 +149,10 @@ impl Flag {
                 .value_parser(clap::value_parser!(IpAddr)),
             Flag::DryRun => switch("Do not change any state, just output what would be done"),
             Flag::ManifestDir => value("DIR", "Where static Pod manifests are written")
-                .default_value("/etc/kubernetes/manifests")
+                .default_value(phases::manifest::DEFAULT_MANIFEST_DIR)
                 .value_parser(path),
             Flag::BackupDir => value("DIR", "Where replaced files and ConfigMaps are backed up (kubeadm's temporary directory)")
-                .default_value("/etc/kubernetes/tmp")
+                .default_value(phases::manifest::DEFAULT_BACKUP_DIR)
                 .value_parser(path),
             Flag::Output => value("FORMAT", "Output format")
                 .short('o')
@@ -196,6 +200,8 @@ impl Flag {
                 .action(ArgAction::Set)
                 .value_parser(path),
             Flag::EtcdVersion => value("VERSION", "The etcd release to move this member to: an image tag (3.6.14-0) or a release (v3.6.14)"),
+            Flag::KubeadmVersion => value("1.N", "Render, sign and check as this kubeadm release does (1.29-1.37), for a kubeadm binary whose minor differs from kubernetesVersion's [default: the minor of kubernetesVersion]")
+                .value_parser(parse_kubeadm_minor),
             Flag::SkipPhases => value("PHASES", "Comma-separated phases to skip, named as listed below (certs/etcd-peer)")
                 .value_delimiter(',')
                 .action(ArgAction::Append),
@@ -211,6 +217,33 @@ impl Flag {
 
     fn is_switch(self) -> bool {
         matches!(self.arg().get_action(), ArgAction::SetTrue)
+    }
+}
+
+/// `--kubeadm-version`: `1.34`, `v1.34` or a whole release (`v1.34.2`), as the minor of a
+/// kubeadm release this tool models.
+fn parse_kubeadm_minor(input: &str) -> Result<u64, String> {
+    let trimmed = input.trim();
+    let version = trimmed.strip_prefix('v').unwrap_or(trimmed);
+    let mut parts = version.split('.');
+    let minor = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("1"), Some(minor), patch, None)
+            if patch.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            minor.parse::<u64>().ok()
+        }
+        _ => None,
+    };
+    let releases = phases::versions::KUBEADM_RELEASES;
+    let (oldest, newest) = (releases[0].minor, releases[releases.len() - 1].minor);
+    match minor {
+        Some(minor) if releases.iter().any(|r| r.minor == minor) => Ok(minor),
+        Some(minor) => Err(format!(
+            "kubeadm v1.{minor} is not modelled by this tool: it renders as kubeadm v1.{oldest} to v1.{newest} do"
+        )),
+        None => Err(format!(
+            "expected a kubeadm release like 1.34 or v1.34.2, got {input:?}"
+        )),
     }
 }
 

@@ -117,7 +117,7 @@ fn flags_override_the_configuration() {
 }
 
 #[test]
-fn certs_without_a_config_need_the_node_identity() {
+fn certs_without_a_config_take_the_node_identity_from_the_host() {
     let dir = tempfile::tempdir().unwrap();
     let out = kubeadm_etcd(&[
         "phase",
@@ -131,17 +131,104 @@ fn certs_without_a_config_need_the_node_identity() {
         "the CA needs no node identity: {}",
         stderr(&out)
     );
+    // kubeadm without --config names the node after the host
+    // (`SetNodeRegistrationDynamicDefaults`); -v 1 says so, and which kubeadm is emulated.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_lowercase();
     let out = kubeadm_etcd(&[
+        "-v",
+        "1",
         "phase",
         "certs",
         "etcd-server",
         "--cert-dir",
         dir.path().to_str().unwrap(),
+        "--advertise-address",
+        "192.0.2.7",
     ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        stderr(&out),
-        "error: error execution phase certs/etcd-server\n  caused by: etcd/server needs the node name: set nodeRegistration.name in the configuration or pass --node-name\n"
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "nodeRegistration.name defaults to the host name {host:?}"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("emulating kubeadm v1.37"), "{err}");
+    let mut names = [host.as_str(), "localhost"];
+    names.sort();
+    assert!(
+        stdout(&out).contains(&format!(
+            "etcd/server serving cert is signed for DNS names [{}] and IPs [192.0.2.7",
+            names.join(" ")
+        )),
+        "{}",
+        stdout(&out)
+    );
+    // An explicit --node-name wins over the host, and -v 1 then says nothing of the host.
+    let out = kubeadm_etcd(&[
+        "-v",
+        "1",
+        "phase",
+        "certs",
+        "etcd-peer",
+        "--cert-dir",
+        dir.path().to_str().unwrap(),
+        "--node-name",
+        "cp-7",
+        "--advertise-address",
+        "192.0.2.7",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("defaults to the host name"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("signed for DNS names [cp-7 localhost]"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn kubeadm_version_names_a_modelled_release() {
+    for bad in ["1.28", "2.1", "v1.x", "1.34.", "latest"] {
+        let out = kubeadm_etcd(&["phase", "certs", "etcd-ca", "--kubeadm-version", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("--kubeadm-version"), "{err}");
+        if bad == "1.28" {
+            assert!(
+                err.contains("kubeadm v1.28 is not modelled by this tool: it renders as kubeadm v1.29 to v1.37 do"),
+                "{err}"
+            );
+        } else {
+            assert!(
+                err.contains("expected a kubeadm release like 1.34 or v1.34.2"),
+                "{err}"
+            );
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = kubeadm_etcd(&[
+        "phase",
+        "certs",
+        "etcd-ca",
+        "--dry-run",
+        "--kubeadm-version",
+        "v1.35.2",
+        "--cert-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("[dryrun] emulating kubeadm v1.35 (as requested)"),
+        "{}",
+        stderr(&out)
     );
 }
 

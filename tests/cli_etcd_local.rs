@@ -97,7 +97,8 @@ fn dry_run_prints_exactly_the_bytes_and_writes_nothing() {
     assert_eq!(
         stderr(&dry),
         format!(
-            "[dryrun] Would write file {:?}\n",
+            "[dryrun] emulating kubeadm v1.33 (the minor of kubernetesVersion v1.33.2)\n\
+             [dryrun] Would write file {:?}\n",
             s(&d.manifests.join("etcd.yaml"))
         )
     );
@@ -267,6 +268,11 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
             let out = local(&d, &config, extra);
             assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
             let err = stderr(&out);
+            // A dry run first says which kubeadm it renders as.
+            let err = match err.split_once('\n') {
+                Some((first, rest)) if first.starts_with("[dryrun] emulating kubeadm") => rest,
+                _ => &err,
+            };
             assert!(
                 err.starts_with("error: error execution phase etcd/local\n"),
                 "{name}: {err}"

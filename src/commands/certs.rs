@@ -7,7 +7,14 @@ use crate::context::{say, warn, Context};
 use crate::flags::Flag::{self, *};
 use crate::phase::Phase;
 
-const FLAGS: &[Flag] = &[Config, CertDir, NodeName, AdvertiseAddress, DryRun];
+const FLAGS: &[Flag] = &[
+    Config,
+    KubeadmVersion,
+    CertDir,
+    NodeName,
+    AdvertiseAddress,
+    DryRun,
+];
 
 /// `phase certs`: a child per [`CertId`], in the library's order, and `all`.
 pub fn phase() -> Phase {

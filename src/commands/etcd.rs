@@ -15,11 +15,12 @@ use crate::flags::Flag::{self, *};
 use crate::phase::Phase;
 
 /// Where kubeadm's kubelet reads static Pod manifests; what an external host needs.
-const KUBELET_MANIFEST_DIR: &str = "/etc/kubernetes/manifests";
+const KUBELET_MANIFEST_DIR: &str = manifest::DEFAULT_MANIFEST_DIR;
 
 pub fn local() -> Phase {
     const FLAGS: &[Flag] = &[
         Config,
+        KubeadmVersion,
         CertDir,
         NodeName,
         AdvertiseAddress,
@@ -34,7 +35,7 @@ pub fn local() -> Phase {
 }
 
 pub fn external_bundle() -> Phase {
-    Phase::leaf("external-bundle", "Generate certificates, kubeadm configurations and static Pod manifests for the hosts of an external etcd cluster", &[Config, Hosts, OutputDir], run_external_bundle)
+    Phase::leaf("external-bundle", "Generate certificates, kubeadm configurations and static Pod manifests for the hosts of an external etcd cluster", &[Config, KubeadmVersion, Hosts, OutputDir], run_external_bundle)
         .long("For every host of an external etcd cluster, write <output-dir>/<host>/ with its kubeadm configuration (kubeadmcfg.yaml), its certificates (pki/) and its static Pod manifest (manifests/etcd.yaml; --initial-cluster lists every host, state new). One CA signs every host; its key stays in <output-dir>/ca/ and never in a host folder. Rerunning reuses the CA and valid certificates. The configuration file gives the cluster-wide settings (kubernetesVersion, etcd.local, ...).")
         .example("  kubeadm-etcd phase etcd external-bundle --config cluster.yaml --hosts etcd-0=10.0.1.10,etcd-1=10.0.1.11,etcd-2=10.0.1.12 --output-dir ./etcd-hosts")
 }

@@ -15,7 +15,7 @@ use phases::membership::health::HealthReport;
 use phases::membership::join::{self, AddOutcome, JoinOptions, Joined, ManifestStep};
 use phases::membership::promote::{self, PromoteOptions, PromoteOutcome, Promoted};
 use phases::membership::remove::{self, RemoveOptions, RemoveOutcome};
-use phases::membership::status::{self, human_bytes, ClusterStatus};
+use phases::membership::status::{self, human_bytes, ClusterStatus, MemberRow};
 use phases::membership::{
     default_timeout, health, member_label, EtcdClient, EtcdTls, Event, MemberId, RetryReason,
     Selector, DEFAULT_RPC_TIMEOUT,
@@ -28,6 +28,7 @@ use crate::phase::Phase;
 pub fn join_learner() -> Phase {
     const FLAGS: &[Flag] = &[
         Config,
+        KubeadmVersion,
         CertDir,
         NodeName,
         AdvertiseAddress,
@@ -344,7 +345,12 @@ fn run_status(ctx: &Context) -> anyhow::Result<()> {
     match ctx.value::<String>(Output).as_deref() {
         Some("json") => println!("{}", serde_json::to_string_pretty(&report)?),
         Some("yaml") => print!("{}", serde_yaml::to_string(&report)?),
-        _ => print!("{}", status_table(&report)),
+        _ => {
+            print!("{}", status_table(&report));
+            for warning in &report.warnings {
+                warn(warning);
+            }
+        }
     }
     Ok(())
 }
@@ -507,6 +513,9 @@ fn seconds(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
 }
 
+/// The status as a table, one member per row, then one line about the cluster. A column
+/// a member did not report (an older etcd, or no answer) shows `-`: etcd 3.6 added the
+/// storage version and the quota to Status.
 fn status_table(report: &ClusterStatus) -> String {
     let headers = [
         "ID",
@@ -517,48 +526,18 @@ fn status_table(report: &ClusterStatus) -> String {
         "STARTED",
         "LEADER",
         "VERSION",
+        "STORAGE",
         "DB SIZE",
+        "IN USE",
+        "QUOTA",
         "RAFT TERM",
         "RAFT INDEX",
         "APPLIED INDEX",
         "PROGRESS",
+        "ALARMS",
         "ERRORS",
     ];
-    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
-    let rows: Vec<Vec<String>> = report
-        .members
-        .iter()
-        .map(|m| {
-            vec![
-                m.id.to_string(),
-                if m.name.is_empty() {
-                    "-".to_string()
-                } else {
-                    m.name.clone()
-                },
-                m.peer_urls.join(","),
-                if m.client_urls.is_empty() {
-                    "-".to_string()
-                } else {
-                    m.client_urls.join(",")
-                },
-                m.role.to_string(),
-                m.started.to_string(),
-                m.is_leader.to_string(),
-                opt(m.version.clone()),
-                opt(m.db_size.map(human_bytes)),
-                opt(m.raft_term.map(|v| v.to_string())),
-                opt(m.raft_index.map(|v| v.to_string())),
-                opt(m.raft_applied_index.map(|v| v.to_string())),
-                opt(m.learner_progress.map(|p| format!("{p}%"))),
-                if m.errors.is_empty() {
-                    "-".to_string()
-                } else {
-                    m.errors.join("; ")
-                },
-            ]
-        })
-        .collect();
+    let rows: Vec<Vec<String>> = report.members.iter().map(status_row).collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -588,7 +567,48 @@ fn status_table(report: &ClusterStatus) -> String {
         if report.quorum { "yes" } else { "NO" },
         report.learners
     ));
+    if !report.member_list_linearizable {
+        out.push_str(&format!(
+            "member list: {}'s own view (no leader to confirm it)\n",
+            report.member_list_served_by
+        ));
+    }
     out
+}
+
+fn status_row(m: &MemberRow) -> Vec<String> {
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
+    let list = |items: &[String], separator: &str| {
+        if items.is_empty() {
+            "-".to_string()
+        } else {
+            items.join(separator)
+        }
+    };
+    vec![
+        m.id.to_string(),
+        if m.name.is_empty() {
+            "-".to_string()
+        } else {
+            m.name.clone()
+        },
+        m.peer_urls.join(","),
+        list(&m.client_urls, ","),
+        m.role.to_string(),
+        m.started.to_string(),
+        m.is_leader.to_string(),
+        opt(m.version.clone()),
+        opt(m.storage_version.clone()),
+        opt(m.db_size.map(human_bytes)),
+        opt(m.db_size_in_use.map(human_bytes)),
+        opt(m.db_size_quota.map(human_bytes)),
+        opt(m.raft_term.map(|v| v.to_string())),
+        opt(m.raft_index.map(|v| v.to_string())),
+        opt(m.raft_applied_index.map(|v| v.to_string())),
+        opt(m.learner_progress.map(|p| format!("{p}%"))),
+        list(&m.alarms, ","),
+        list(&m.errors, "; "),
+    ]
 }
 
 fn print_health(report: &HealthReport) {
@@ -746,5 +766,102 @@ impl Printer {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phases::membership::MemberId;
+
+    fn row(id: u64, name: &str) -> MemberRow {
+        MemberRow {
+            id: MemberId(id),
+            name: name.into(),
+            peer_urls: vec![format!("https://10.0.0.{id}:2380")],
+            client_urls: vec![format!("https://10.0.0.{id}:2379")],
+            role: "voter",
+            started: true,
+            is_leader: false,
+            version: None,
+            db_size: None,
+            db_size_in_use: None,
+            db_size_quota: None,
+            storage_version: None,
+            raft_term: None,
+            raft_index: None,
+            raft_applied_index: None,
+            learner_progress: None,
+            errors: Vec::new(),
+            alarms: Vec::new(),
+            healthy: true,
+        }
+    }
+
+    #[test]
+    fn the_table_shows_what_etcd_3_6_reports_and_dashes_what_older_releases_do_not() {
+        let new = MemberRow {
+            is_leader: true,
+            version: Some("3.6.14".into()),
+            storage_version: Some("3.6.0".into()),
+            db_size: Some(4 * 1024 * 1024),
+            db_size_in_use: Some(1024 * 1024),
+            db_size_quota: Some(2 * 1024 * 1024 * 1024),
+            alarms: vec!["NOSPACE".into()],
+            ..row(1, "cp-1")
+        };
+        let old = MemberRow {
+            version: Some("3.5.30".into()),
+            db_size: Some(4 * 1024 * 1024),
+            ..row(2, "cp-2")
+        };
+        let report = ClusterStatus {
+            cluster_id: "cdf818194e3a8c32".into(),
+            member_list_linearizable: false,
+            member_list_served_by: "https://10.0.0.1:2379".into(),
+            leader: Some(MemberId(1)),
+            voters: 2,
+            healthy_voters: 2,
+            learners: 0,
+            quorum: true,
+            members: vec![new, old],
+            warnings: vec!["a warning".into()],
+        };
+        let table = status_table(&report);
+        let lines: Vec<&str> = table.lines().collect();
+        let header: Vec<&str> = lines[0].split("  ").filter(|c| !c.is_empty()).collect();
+        for column in ["STORAGE", "IN USE", "QUOTA", "ALARMS"] {
+            assert!(
+                header.iter().any(|h| h.trim() == column),
+                "{column} in {header:?}"
+            );
+        }
+        let cells = |line: &str| -> Vec<String> {
+            line.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        let new_row = cells(lines[1]);
+        assert_eq!(new_row[8], "3.6.0", "{new_row:?}");
+        assert_eq!(new_row[10], human_bytes(1024 * 1024), "{new_row:?}");
+        assert_eq!(
+            new_row[11],
+            human_bytes(2 * 1024 * 1024 * 1024),
+            "{new_row:?}"
+        );
+        assert_eq!(new_row[16], "NOSPACE", "{new_row:?}");
+        let old_row = cells(lines[2]);
+        assert_eq!(old_row[7], "3.5.30");
+        assert_eq!(
+            old_row[8], "-",
+            "no storage version before 3.6: {old_row:?}"
+        );
+        assert_eq!(old_row[11], "-", "no quota before 3.6: {old_row:?}");
+        assert!(
+            table.contains("member list: https://10.0.0.1:2379's own view"),
+            "{table}"
+        );
     }
 }

@@ -53,6 +53,7 @@ pub fn restore() -> Phase {
     const FLAGS: &[Flag] = &[
         SnapshotFile,
         Config,
+        KubeadmVersion,
         CertDir,
         NodeName,
         AdvertiseAddress,

@@ -21,11 +21,7 @@ const COMPONENT_CONFIG_GROUPS: &[&str] = &["kubelet.config.k8s.io", "kubeproxy.c
 /// ([`KubeadmConfig::apply_host_defaults`]), so that a file holding only a
 /// ClusterConfiguration works as it does with `kubeadm init phase etcd local --config`.
 pub fn load_file(path: &Path) -> Result<KubeadmConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut config = load_str(&text, Some(path))?;
+    let mut config = load_file_as(path, None)?;
     config.notes = config.apply_host_defaults();
     Ok(config)
 }
@@ -36,16 +32,16 @@ struct Document {
     api_version: ApiVersion,
 }
 
-/// [`load_file`], checked against kubeadm `1.kubeadm_minor` rather than the minor of
-/// `kubernetesVersion` (the caller's `--kubeadm-version`).
+/// [`load_file`] without the host defaults, checked against kubeadm `1.kubeadm_minor`
+/// rather than the minor of `kubernetesVersion` (the caller's `--kubeadm-version`). The
+/// caller applies its own overrides (`--node-name`), then
+/// [`KubeadmConfig::apply_host_defaults`] for what is still unset.
 pub fn load_file_as(path: &Path, kubeadm_minor: Option<u64>) -> Result<KubeadmConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    let mut config = load_str_as(&text, Some(path), kubeadm_minor)?;
-    config.notes = config.apply_host_defaults();
-    Ok(config)
+    load_str_as(&text, Some(path), kubeadm_minor)
 }
 
 /// Reads and resolves a kubeadm configuration from text; `source` only names it in
@@ -63,8 +59,46 @@ pub fn load_str_as(
 ) -> Result<KubeadmConfig, ConfigError> {
     let source_name = source.map_or_else(|| "<config>".to_string(), |p| p.display().to_string());
     let mut warnings = Vec::new();
+    let documents = classify_documents(text, &source_name, &mut warnings)?;
 
-    // First pass: what each document is.
+    let has = |kind: &str| documents.iter().any(|d| d.kind == kind);
+    if has("InitConfiguration") && has("JoinConfiguration") {
+        return Err(ConfigError::InitAndJoin { source_name });
+    }
+
+    let mut config = KubeadmConfig {
+        source: source.map(PathBuf::from),
+        kubeadm_minor,
+        ..KubeadmConfig::default()
+    };
+    if let Some(first) = documents.first() {
+        config.api_version = first.api_version;
+    }
+
+    let ctx = Ctx {
+        text,
+        source_name: &source_name,
+    };
+    for doc in &documents {
+        ctx.read_document(doc, &mut config, &mut warnings)?;
+    }
+    ctx.check_node(&mut config, &documents)?;
+    if let Some(doc) = documents.iter().find(|d| d.kind == "ClusterConfiguration") {
+        ctx.feature_gates(&config, doc, &mut warnings)?;
+    }
+
+    config.warnings = warnings;
+    Ok(config)
+}
+
+/// The first pass: what each document of `text` is (kind and API version), refusing what
+/// kubeadm refuses and setting aside what is not kubeadm's.
+fn classify_documents(
+    text: &str,
+    source_name: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Document>, ConfigError> {
+    let source_name = source_name.to_string();
     let mut documents = Vec::new();
     for (index, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let document = index + 1;
@@ -141,25 +175,19 @@ pub fn load_str_as(
         });
     }
 
-    let has = |kind: &str| documents.iter().any(|d| d.kind == kind);
-    if has("InitConfiguration") && has("JoinConfiguration") {
-        return Err(ConfigError::InitAndJoin { source_name });
-    }
+    Ok(documents)
+}
 
-    let mut config = KubeadmConfig {
-        source: source.map(PathBuf::from),
-        kubeadm_minor,
-        ..KubeadmConfig::default()
-    };
-    if let Some(first) = documents.first() {
-        config.api_version = first.api_version;
-    }
-
-    let ctx = Ctx {
-        text,
-        source_name: &source_name,
-    };
-    for doc in &documents {
+impl Ctx<'_> {
+    /// The second pass: one document, typed, into `config`.
+    fn read_document(
+        &self,
+        doc: &Document,
+        config: &mut KubeadmConfig,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), ConfigError> {
+        let ctx = self;
+        let text = self.text;
         let nth = || {
             serde_yaml::Deserializer::from_str(text)
                 .nth(doc.index)
@@ -167,16 +195,16 @@ pub fn load_str_as(
         };
         match (doc.kind.as_str(), doc.api_version) {
             ("InitConfiguration", v) => {
-                let init: raw::InitConfiguration = ctx.typed(nth(), doc, &mut warnings)?;
+                let init: raw::InitConfiguration = ctx.typed(nth(), doc, warnings)?;
                 config.node_kind = Some(NodeKind::InitConfiguration);
                 config.node.name = init.node_registration.name.clone();
                 config.node.advertise_address =
                     init.local_api_endpoint.advertise_address.map(|ip| ip.0);
                 config.patches_directory = ctx.patches(init.patches, doc)?;
-                ctx.apply_timeouts(&mut config.timeouts, init.timeouts, doc, v, &mut warnings);
+                ctx.apply_timeouts(&mut config.timeouts, init.timeouts, doc, v, warnings);
             }
             ("JoinConfiguration", v) => {
-                let join: raw::JoinConfiguration = ctx.typed(nth(), doc, &mut warnings)?;
+                let join: raw::JoinConfiguration = ctx.typed(nth(), doc, warnings)?;
                 config.node_kind = Some(NodeKind::JoinConfiguration);
                 config.node.name = join.node_registration.name.clone();
                 config.node.advertise_address = join
@@ -184,11 +212,11 @@ pub fn load_str_as(
                     .as_ref()
                     .and_then(|cp| cp.local_api_endpoint.advertise_address.map(|ip| ip.0));
                 config.patches_directory = ctx.patches(join.patches, doc)?;
-                ctx.apply_timeouts(&mut config.timeouts, join.timeouts, doc, v, &mut warnings);
+                ctx.apply_timeouts(&mut config.timeouts, join.timeouts, doc, v, warnings);
             }
             ("ClusterConfiguration", ApiVersion::V1Beta3) => {
                 let cluster: raw::ClusterConfiguration<ExtraArgsMap> =
-                    ctx.typed(nth(), doc, &mut warnings)?;
+                    ctx.typed(nth(), doc, warnings)?;
                 config.api_version = ApiVersion::V1Beta3;
                 // kubeadm converts v1beta3's apiServer.timeoutForControlPlane to
                 // timeouts.controlPlaneComponentHealthCheck (v1beta3 conversion.go), which
@@ -196,53 +224,56 @@ pub fn load_str_as(
                 if let Some(d) = ctx.timeout_for_control_plane(&cluster, doc)? {
                     config.timeouts.control_plane_component_health_check = d;
                 }
-                config.cluster = ctx.cluster(cluster, doc, &mut warnings)?;
+                config.cluster = ctx.cluster(cluster, doc, warnings)?;
             }
             ("ClusterConfiguration", ApiVersion::V1Beta4) => {
                 let cluster: raw::ClusterConfiguration<ExtraArgsList> =
-                    ctx.typed(nth(), doc, &mut warnings)?;
+                    ctx.typed(nth(), doc, warnings)?;
                 config.api_version = ApiVersion::V1Beta4;
-                config.cluster = ctx.cluster(cluster, doc, &mut warnings)?;
+                config.cluster = ctx.cluster(cluster, doc, warnings)?;
             }
             _ => unreachable!("kinds were checked in the first pass"),
         }
+        Ok(())
     }
 
-    let node_kind = documents
-        .iter()
-        .find(|d| d.kind != "ClusterConfiguration")
-        .map(|d| (d.kind.clone(), d.api_version));
-    if let (Some(name), Some((kind, version))) = (&config.node.name, &node_kind) {
-        if let Err(message) = validate_node_name(name) {
-            return Err(ctx.field_error(kind, *version, "nodeRegistration.name", message));
+    /// The node's name and advertise address, checked as kubeadm checks them.
+    fn check_node(
+        &self,
+        config: &mut KubeadmConfig,
+        documents: &[Document],
+    ) -> Result<(), ConfigError> {
+        let ctx = self;
+        let node_kind = documents
+            .iter()
+            .find(|d| d.kind != "ClusterConfiguration")
+            .map(|d| (d.kind.clone(), d.api_version));
+        if let (Some(name), Some((kind, version))) = (&config.node.name, &node_kind) {
+            if let Err(message) = validate_node_name(name) {
+                return Err(ctx.field_error(kind, *version, "nodeRegistration.name", message));
+            }
         }
-    }
-    // kubeadm reads an unspecified advertise address (0.0.0.0, ::) as "choose one": the
-    // address of the default route (`SetAPIEndpointDynamicDefaults`).
-    if config
-        .node
-        .advertise_address
-        .is_some_and(|ip| ip.is_unspecified())
-    {
-        config.node.advertise_address = None;
-    }
-    if let (Some(ip), Some((kind, version))) = (config.node.advertise_address, &node_kind) {
-        if let Err(message) = validate_advertise_address(ip) {
-            let field = if kind == "JoinConfiguration" {
-                "controlPlane.localAPIEndpoint.advertiseAddress"
-            } else {
-                "localAPIEndpoint.advertiseAddress"
-            };
-            return Err(ctx.field_error(kind, *version, field, message));
+        // kubeadm reads an unspecified advertise address (0.0.0.0, ::) as "choose one": the
+        // address of the default route (`SetAPIEndpointDynamicDefaults`).
+        if config
+            .node
+            .advertise_address
+            .is_some_and(|ip| ip.is_unspecified())
+        {
+            config.node.advertise_address = None;
         }
+        if let (Some(ip), Some((kind, version))) = (config.node.advertise_address, &node_kind) {
+            if let Err(message) = validate_advertise_address(ip) {
+                let field = if kind == "JoinConfiguration" {
+                    "controlPlane.localAPIEndpoint.advertiseAddress"
+                } else {
+                    "localAPIEndpoint.advertiseAddress"
+                };
+                return Err(ctx.field_error(kind, *version, field, message));
+            }
+        }
+        Ok(())
     }
-
-    if let Some(doc) = documents.iter().find(|d| d.kind == "ClusterConfiguration") {
-        ctx.feature_gates(&config, doc, &mut warnings)?;
-    }
-
-    config.warnings = warnings;
-    Ok(config)
 }
 
 /// Checks a node name the way kubeadm does (a DNS-1123 subdomain), because it becomes the

@@ -273,42 +273,21 @@ pub async fn upgrade(
     )
     .await
     {
-        report(UpgradeEvent::RollingBack {
-            reason: reason.clone(),
-        });
-        let restored = manifest::write_manifest(&opts.manifest_dir, &opts.backup_dir, &current)?;
-        let failed_manifest = match restored {
-            WriteOutcome::Replaced { backup } => backup,
-            _ => manifest::backup_path(&opts.backup_dir, new.as_bytes()),
-        };
-        let back_deadline = tokio::time::Instant::now() + opts.timeout;
-        return Err(
-            match wait_for_member(
-                client,
-                &membership.members,
-                &plan.member,
-                &plan.from,
-                back_deadline,
-                report,
-            )
-            .await
-            {
-                Ok(()) => UpgradeEtcdError::RolledBack {
-                    from: plan.from.to_string(),
-                    to: to.to_string(),
-                    reason,
-                    snapshot: saved.path,
-                    failed_manifest,
-                },
-                Err(rollback) => UpgradeEtcdError::RollbackFailed {
-                    to: to.to_string(),
-                    reason,
-                    rollback,
-                    snapshot: saved.path,
-                    old_manifest: manifest_path,
-                },
+        return Err(roll_back(
+            client,
+            opts,
+            &membership.members,
+            &plan,
+            RolledOut {
+                to: &to,
+                current: &current,
+                new: &new,
+                snapshot: saved.path,
+                reason,
             },
-        );
+            report,
+        )
+        .await);
     }
     Ok(Outcome::Upgraded {
         from: plan.from,
@@ -318,6 +297,72 @@ pub async fn upgrade(
         leadership_moved_to: moved_to,
         elapsed: started.elapsed(),
     })
+}
+
+/// What `upgrade` had done when the member did not come back on the new version.
+struct RolledOut<'a> {
+    to: &'a Version,
+    /// The manifest before the upgrade, and the one written for it.
+    current: &'a str,
+    new: &'a str,
+    snapshot: PathBuf,
+    reason: String,
+}
+
+/// Puts the old manifest back and waits for the member to return on the old version; the
+/// error says what happened either way, and what the snapshot is for.
+async fn roll_back(
+    client: &EtcdClient,
+    opts: &UpgradeOptions,
+    members: &[MemberInfo],
+    plan: &plan::Plan,
+    out: RolledOut<'_>,
+    report: &mut (dyn FnMut(UpgradeEvent) + Send),
+) -> UpgradeEtcdError {
+    let RolledOut {
+        to,
+        current,
+        new,
+        snapshot,
+        reason,
+    } = out;
+    report(UpgradeEvent::RollingBack {
+        reason: reason.clone(),
+    });
+    let restored = match manifest::write_manifest(&opts.manifest_dir, &opts.backup_dir, current) {
+        Ok(restored) => restored,
+        Err(e) => return e.into(),
+    };
+    let failed_manifest = match restored {
+        WriteOutcome::Replaced { backup } => backup,
+        _ => manifest::backup_path(&opts.backup_dir, new.as_bytes()),
+    };
+    let back_deadline = tokio::time::Instant::now() + opts.timeout;
+    match wait_for_member(
+        client,
+        members,
+        &plan.member,
+        &plan.from,
+        back_deadline,
+        report,
+    )
+    .await
+    {
+        Ok(()) => UpgradeEtcdError::RolledBack {
+            from: plan.from.to_string(),
+            to: to.to_string(),
+            reason,
+            snapshot,
+            failed_manifest,
+        },
+        Err(rollback) => UpgradeEtcdError::RollbackFailed {
+            to: to.to_string(),
+            reason,
+            rollback,
+            snapshot,
+            old_manifest: manifest::manifest_path(&opts.manifest_dir),
+        },
+    }
 }
 
 /// MoveLeader, sent to the leader (this member), then waits until the leadership shows

@@ -239,26 +239,7 @@ pub fn etcd_pod(cfg: &KubeadmConfig, opts: &ManifestOptions) -> Result<Pod, Mani
         profile: &profile,
     });
     let endpoint = probes::probe_endpoint(&local.extra_args, advertise_address.is_ipv6());
-    let health_check = cfg
-        .timeouts
-        .control_plane_component_health_check
-        .as_duration();
-    // Since etcd 3.5.19 `/readyz` answers 503 while the member is a learner (etcd commit
-    // 62a5010f5, "add learner check to readyz"), and kubeadm's startup probe asks
-    // `/readyz` from 1.31: a joining member's probe fails until it is promoted. With
-    // kubeadm's budget (controlPlaneComponentHealthCheck) a learner slower to catch up
-    // than that is killed by the kubelet, starts its catch-up over, and is never promoted
-    // while `promote` keeps waiting. A joining member's startup probe therefore lasts at
-    // least as long as `promote` waits by default; it only runs until the first success.
-    let startup_probe_refuses_learners =
-        release.probes == versions::ProbeStyle::LivezReadyz && profile.readyz_refuses_learners();
-    let startup_budget = if opts.initial_cluster.is_some() && startup_probe_refuses_learners {
-        health_check.max(crate::membership::default_timeout(
-            cfg.timeouts.etcd_api_call.as_duration(),
-        ))
-    } else {
-        health_check
-    };
+    let startup_budget = startup_probe_budget(cfg, opts, release, &profile);
     let probes = probes::probes(&endpoint, release, startup_budget);
 
     let data_dir = local.data_dir.display().to_string();
@@ -329,6 +310,35 @@ pub fn etcd_pod(cfg: &KubeadmConfig, opts: &ManifestOptions) -> Result<Pod, Mani
         }),
         status: Some(PodStatus::default()),
     })
+}
+
+/// How long the startup probe may fail before the kubelet restarts the member.
+fn startup_probe_budget(
+    cfg: &KubeadmConfig,
+    opts: &ManifestOptions,
+    release: &versions::KubeadmRelease,
+    profile: &EtcdProfile,
+) -> std::time::Duration {
+    let health_check = cfg
+        .timeouts
+        .control_plane_component_health_check
+        .as_duration();
+    // Since etcd 3.5.19 `/readyz` answers 503 while the member is a learner (etcd commit
+    // 62a5010f5, "add learner check to readyz"), and kubeadm's startup probe asks
+    // `/readyz` from 1.31: a joining member's probe fails until it is promoted. With
+    // kubeadm's budget (controlPlaneComponentHealthCheck) a learner slower to catch up
+    // than that is killed by the kubelet, starts its catch-up over, and is never promoted
+    // while `promote` keeps waiting. A joining member's startup probe therefore lasts at
+    // least as long as `promote` waits by default; it only runs until the first success.
+    let startup_probe_refuses_learners =
+        release.probes == versions::ProbeStyle::LivezReadyz && profile.readyz_refuses_learners();
+    if opts.initial_cluster.is_some() && startup_probe_refuses_learners {
+        health_check.max(crate::membership::default_timeout(
+            cfg.timeouts.etcd_api_call.as_duration(),
+        ))
+    } else {
+        health_check
+    }
 }
 
 /// Go's zero `time.Time` (0001-01-01T00:00:00Z), the value of an unset

@@ -160,13 +160,36 @@ pub fn ensure_certificates(
     // Decide, for every selected certificate, whether it is reused or made, before
     // generating anything: a problem with the fifth certificate must not leave the
     // first four written.
+    let to_generate = plan(cfg, &selected, &ca_state, &mut report)?;
+    if to_generate.is_empty() {
+        return Ok(report);
+    }
+    let files = sign(cfg, to_generate, ca_state, &mut report)?;
+    write_files(files, dry_run, &mut report)?;
+    Ok(report)
+}
+
+/// A file to write: its path, contents and mode.
+type PkiFile = (PathBuf, Vec<u8>, u32);
+
+/// The profiles of the selected certificates that must be made; the others are checked
+/// (a leaf against its CA and profile) and reported as reused.
+fn plan(
+    cfg: &PkiConfig,
+    selected: &[CertId],
+    ca_state: &CaState,
+    report: &mut Report,
+) -> Result<Vec<Profile>, PkiError> {
+    let ca_home = cfg.ca_dir.as_deref().unwrap_or(&cfg.cert_dir);
+    let ca_cert_path = CertId::EtcdCa.cert_path(ca_home);
+    let ca_key_path = CertId::EtcdCa.key_path(ca_home);
     let mut to_generate: Vec<Profile> = Vec::new();
-    for &id in &selected {
+    for &id in selected {
         let profile = Profile::for_cert(id, cfg)?;
         if id.is_ca() {
-            match &ca_state {
+            match ca_state {
                 CaState::Existing(ca) => {
-                    warn_if_expired(&ca_cert_path, &ca.cert_der, &mut report);
+                    warn_if_expired(&ca_cert_path, &ca.cert_der, report);
                     report.events.push(Event::UsingExistingCa {
                         base_name: id.base_name(),
                         keyless: ca.key.is_none(),
@@ -180,7 +203,7 @@ pub fn ensure_certificates(
         let key_path = id.key_path(&cfg.cert_dir);
         let cert = read_optional(&cert_path)?;
         let key = read_optional(&key_path)?;
-        match (cert, key, &ca_state) {
+        match (cert, key, ca_state) {
             (None, None, CaState::Existing(Ca { key: None, .. })) => {
                 return Err(PkiError::ExternalCaLeafMissing {
                     cert: cert_path,
@@ -207,7 +230,7 @@ pub fn ensure_certificates(
                     &ca_cert_path,
                     ca,
                 )?;
-                warn_if_expired(&cert_path, &pem_to_der(&cert_path, &cert)?, &mut report);
+                warn_if_expired(&cert_path, &pem_to_der(&cert_path, &cert)?, report);
                 report.events.push(Event::UsingExisting {
                     base_name: id.base_name(),
                 });
@@ -215,14 +238,21 @@ pub fn ensure_certificates(
         }
     }
 
-    if to_generate.is_empty() {
-        return Ok(report);
-    }
+    Ok(to_generate)
+}
 
+/// Generates the keys and signs the certificates of `to_generate` (the CA first, when it
+/// is among them), in memory.
+fn sign(
+    cfg: &PkiConfig,
+    to_generate: Vec<Profile>,
+    ca_state: CaState,
+    report: &mut Report,
+) -> Result<Vec<PkiFile>, PkiError> {
     // The CA, if it is made now, must be signed before the leaves; the keys do not
     // depend on each other, so they are all generated at once.
     let keys = generate_keys(cfg.algorithm, to_generate.len())?;
-    let mut files: Vec<(PathBuf, Vec<u8>, u32)> = Vec::new();
+    let mut files: Vec<PkiFile> = Vec::new();
     let mut issuer_ca: Option<Ca> = match ca_state {
         CaState::Existing(ca) => Some(ca),
         CaState::Missing => None,
@@ -288,6 +318,11 @@ pub fn ensure_certificates(
         ));
     }
 
+    Ok(files)
+}
+
+/// Writes each file atomically with its mode (or reports what a dry run would write).
+fn write_files(files: Vec<PkiFile>, dry_run: bool, report: &mut Report) -> Result<(), PkiError> {
     for (path, contents, mode) in files {
         if dry_run {
             report.events.push(Event::WouldWrite { path, mode });
@@ -304,7 +339,7 @@ pub fn ensure_certificates(
         })?;
         report.written.push(path);
     }
-    Ok(report)
+    Ok(())
 }
 
 fn generate_error(id: CertId, e: rcgen::Error) -> PkiError {

@@ -46,46 +46,7 @@ pub(crate) fn migrate_file(
 ) -> Result<MigrateReport, UpgradeError> {
     // Checked before any file is touched, so a typo in the version is reported as such.
     super::migrate::parse_target_version(&opts.target_version)?;
-    let text = std::fs::read_to_string(from).map_err(|source| UpgradeError::ReadFile {
-        path: from.to_path_buf(),
-        source,
-    })?;
-    let mut cm: Value =
-        serde_yaml::from_str(&text).map_err(|source| UpgradeError::ParseConfigMapFile {
-            path: from.to_path_buf(),
-            source,
-        })?;
-    let field = |name: &str| {
-        cm.get(name)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    let (api_version, kind) = (field("apiVersion"), field("kind"));
-    if api_version != "v1" || kind != "ConfigMap" {
-        return Err(UpgradeError::NotAConfigMap {
-            path: from.to_path_buf(),
-            api_version,
-            kind,
-        });
-    }
-    let origin = format!("ConfigMap in {}", from.display());
-    let current = match cm.get("data").and_then(|d| d.get(KEY)) {
-        None => {
-            return Err(UpgradeError::KeyMissing {
-                origin,
-                key: KEY.into(),
-            })
-        }
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => {
-            return Err(UpgradeError::KeyNotAString {
-                origin,
-                key: KEY.into(),
-                found: describe(other),
-            })
-        }
-    };
+    let (text, mut cm, current) = read_configmap_file(from)?;
     let outcome = migrate_document(
         &format!("ClusterConfiguration in {}", from.display()),
         &current,
@@ -167,6 +128,52 @@ pub(crate) fn migrate_file(
     }
     report.lines = lines;
     Ok(report)
+}
+
+/// The ConfigMap file as text, parsed, and its ClusterConfiguration; anything but a v1
+/// ConfigMap with a string under the key is refused.
+fn read_configmap_file(from: &Path) -> Result<(String, Value, String), UpgradeError> {
+    let text = std::fs::read_to_string(from).map_err(|source| UpgradeError::ReadFile {
+        path: from.to_path_buf(),
+        source,
+    })?;
+    let cm: Value =
+        serde_yaml::from_str(&text).map_err(|source| UpgradeError::ParseConfigMapFile {
+            path: from.to_path_buf(),
+            source,
+        })?;
+    let field = |name: &str| {
+        cm.get(name)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let (api_version, kind) = (field("apiVersion"), field("kind"));
+    if api_version != "v1" || kind != "ConfigMap" {
+        return Err(UpgradeError::NotAConfigMap {
+            path: from.to_path_buf(),
+            api_version,
+            kind,
+        });
+    }
+    let origin = format!("ConfigMap in {}", from.display());
+    let current = match cm.get("data").and_then(|d| d.get(KEY)) {
+        None => {
+            return Err(UpgradeError::KeyMissing {
+                origin,
+                key: KEY.into(),
+            })
+        }
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => {
+            return Err(UpgradeError::KeyNotAString {
+                origin,
+                key: KEY.into(),
+                found: describe(other),
+            })
+        }
+    };
+    Ok((text, cm, current))
 }
 
 /// `--to-file`: atomically, readable by all like the ConfigMap it copies.

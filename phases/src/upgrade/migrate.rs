@@ -260,6 +260,13 @@ fn render(
     }
 }
 
+/// What a migration says: progress lines and warnings, in the order they arose.
+#[derive(Default)]
+struct Said {
+    lines: Vec<String>,
+    warnings: Vec<String>,
+}
+
 /// Migrates the ClusterConfiguration `yaml`; `origin` names it in errors (e.g.
 /// "ClusterConfiguration in ConfigMap kube-system/kubeadm-config").
 pub(crate) fn migrate_document(
@@ -273,54 +280,86 @@ pub(crate) fn migrate_document(
         .as_deref()
         .map(normalize_api_version)
         .transpose()?;
-    let minor = target.minor;
-    let table = gate_table();
 
     let original = read_document(origin, yaml, requested_api)?;
-    let api_version = original
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .expect("read_document checked apiVersion")
-        .to_string();
     let mut value = original.clone();
     let Value::Mapping(doc) = &mut value else {
         unreachable!("read_document checked it is a mapping")
     };
-    let field_err = |field: &str, problem: String| UpgradeError::InvalidField {
+    let mut said = Said {
+        lines: Vec::new(),
+        warnings: version_warnings(doc, &target),
+    };
+
+    let learner_on = migrate_gates(origin, doc, &target, opts, &mut said)?;
+    // Learner members need etcd >= 3.4; check the etcd the target would run.
+    if learner_on {
+        check_etcd_for_learners(
+            origin,
+            doc,
+            &target,
+            opts,
+            &mut said.lines,
+            &mut said.warnings,
+        )?;
+    }
+    convert_api_version(origin, doc, requested_api, target.minor, &mut said)?;
+
+    let changed = value != original;
+    let yaml = if changed {
+        crate::yaml::to_string(&value).map_err(|source| UpgradeError::Serialize {
+            what: "the migrated ClusterConfiguration".into(),
+            source,
+        })?
+    } else {
+        said.lines.push(format!(
+            "{PREFIX} Nothing to change: the feature gates are already right for Kubernetes v{target}"
+        ));
+        yaml.to_string()
+    };
+    Ok(Outcome {
+        yaml,
+        lines: said.lines,
+        warnings: said.warnings,
+        changed,
+        target,
+    })
+}
+
+fn field_error(origin: &str, field: &str, problem: String) -> UpgradeError {
+    UpgradeError::InvalidField {
         origin: origin.to_string(),
         field: field.to_string(),
         problem,
-    };
+    }
+}
 
-    let mut lines = Vec::new();
+/// Decides and applies every feature gate for the target, in the document's order, then
+/// `--enable-learner-mode`. Returns whether the target will join etcd members as learners.
+fn migrate_gates(
+    origin: &str,
+    doc: &mut Mapping,
+    target: &Version,
+    opts: &MigrateOptions,
+    said: &mut Said,
+) -> Result<bool, UpgradeError> {
+    let minor = target.minor;
+    let table = gate_table();
     let target_minor = format!("v1.{minor}");
-    let mut warnings = version_warnings(doc, &target);
-
-    // Feature gates: decide for each gate, in the document's order, then say it.
-    let gates_before: Option<Mapping> = match doc.get("featureGates") {
-        None | Some(Value::Null) => None,
-        Some(Value::Mapping(m)) => Some(m.clone()),
-        Some(other) => {
-            return Err(field_err(
-                "featureGates",
-                format!(
-                    "must be a map of feature gate names to true or false, found {}",
-                    describe(other)
-                ),
-            ))
-        }
-    };
+    let gates_before = read_gates(origin, doc)?;
     let mut gates_after = Mapping::new();
     let mut learner_value: Option<bool> = None;
     for (key, val) in gates_before.iter().flatten() {
         let Value::String(name) = key else {
-            return Err(field_err(
+            return Err(field_error(
+                origin,
                 "featureGates",
                 format!("keys must be feature gate names, found {}", describe(key)),
             ));
         };
         let Value::Bool(set) = val else {
-            return Err(field_err(
+            return Err(field_error(
+                origin,
                 &format!("featureGates.{name}"),
                 format!("must be true or false, found {}", describe(val)),
             ));
@@ -331,7 +370,13 @@ pub(crate) fn migrate_document(
                 gate: name.clone(),
                 minor,
             })?;
-        render(name, &decision, &target_minor, &mut lines, &mut warnings);
+        render(
+            name,
+            &decision,
+            &target_minor,
+            &mut said.lines,
+            &mut said.warnings,
+        );
         if decision.keeps() {
             gates_after.insert(key.clone(), val.clone());
             if name == LEARNER_GATE {
@@ -340,7 +385,6 @@ pub(crate) fn migrate_document(
         }
     }
 
-    // --enable-learner-mode: set the gate only where the target needs it set.
     let learner_state = table
         .gate(LEARNER_GATE)
         .expect("the table has EtcdLearnerMode")
@@ -356,9 +400,10 @@ pub(crate) fn migrate_document(
             LEARNER_GATE,
             &decision,
             &target_minor,
-            &mut lines,
-            &mut warnings,
+            &mut said.lines,
+            &mut said.warnings,
         );
+        // Set the gate only where the target needs it set.
         if matches!(
             decision,
             Decision::SetLearnerMode { .. } | Decision::SetLearnerModeOnByRequest
@@ -368,50 +413,57 @@ pub(crate) fn migrate_document(
         }
     }
 
-    write_gates(doc, gates_before.as_ref(), gates_after, &mut lines);
-
-    // Learner members need etcd >= 3.4; check the etcd the target would run.
-    let learner_on = match learner_state {
+    write_gates(doc, gates_before.as_ref(), gates_after, &mut said.lines);
+    Ok(match learner_state {
         GateState::NotYetIntroduced { .. } => false,
         GateState::Available(entry) => learner_value.unwrap_or(entry.default == Some(true)),
         GateState::Removed { .. } => true,
-    };
-    if learner_on {
-        check_etcd_for_learners(origin, doc, &target, opts, &mut lines, &mut warnings)?;
-    }
+    })
+}
 
-    // The v1beta3 → v1beta4 conversion, when asked for.
+/// `featureGates` as found: absent or null is `None`; anything but a mapping is refused.
+fn read_gates(origin: &str, doc: &Mapping) -> Result<Option<Mapping>, UpgradeError> {
+    match doc.get("featureGates") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Mapping(m)) => Ok(Some(m.clone())),
+        Some(other) => Err(field_error(
+            origin,
+            "featureGates",
+            format!(
+                "must be a map of feature gate names to true or false, found {}",
+                describe(other)
+            ),
+        )),
+    }
+}
+
+/// The v1beta3 → v1beta4 conversion when asked for, and the warning when the document
+/// stays at an API version the target no longer reads.
+fn convert_api_version(
+    origin: &str,
+    doc: &mut Mapping,
+    requested_api: Option<&'static str>,
+    target_minor: u64,
+    said: &mut Said,
+) -> Result<(), UpgradeError> {
+    let api_version = doc
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .expect("read_document checked apiVersion")
+        .to_string();
     let mut final_api = api_version.clone();
     if requested_api == Some(V1BETA4) && api_version == V1BETA3 {
-        convert_v1beta3_to_v1beta4(doc, &mut lines, &mut warnings, &field_err)?;
+        let field_err = |field: &str, problem: String| field_error(origin, field, problem);
+        convert_v1beta3_to_v1beta4(doc, &mut said.lines, &mut said.warnings, &field_err)?;
         final_api = V1BETA4.to_string();
     }
-    if final_api == V1BETA3 && minor >= V1BETA3_REMOVED_IN {
-        warnings.push(format!(
+    if final_api == V1BETA3 && target_minor >= V1BETA3_REMOVED_IN {
+        said.warnings.push(format!(
             "the ClusterConfiguration stays {V1BETA3}, which kubeadm v1.{V1BETA3_REMOVED_IN} and newer no longer read: \
              convert it to {V1BETA4}"
         ));
     }
-
-    let changed = value != original;
-    let yaml = if changed {
-        crate::yaml::to_string(&value).map_err(|source| UpgradeError::Serialize {
-            what: "the migrated ClusterConfiguration".into(),
-            source,
-        })?
-    } else {
-        lines.push(format!(
-            "{PREFIX} Nothing to change: the feature gates are already right for Kubernetes v{target}"
-        ));
-        yaml.to_string()
-    };
-    Ok(Outcome {
-        yaml,
-        lines,
-        warnings,
-        changed,
-        target,
-    })
+    Ok(())
 }
 
 /// Writes `featureGates` back in place: the same position, removed when no gate is left,
