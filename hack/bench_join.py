@@ -117,7 +117,7 @@ class Node:
 
 
 def etcdctl(node, endpoint, *args, check=True, timeout=60):
-    done = subprocess.run([ETCDCTL, "--endpoints", endpoint, *node.tls(), *args], env={"ETCDCTL_API": "3"},
+    done = subprocess.run([ETCDCTL, "--endpoints", endpoint, *node.tls(), *args],
                           capture_output=True, text=True, timeout=timeout)
     if check and done.returncode != 0:
         raise RuntimeError(f"etcdctl {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
@@ -175,7 +175,7 @@ def make_seed(bin_, work, size_mib):
         value = os.urandom(MIB // 2).hex()  # 1 MiB of text per key, under etcd's 1.5 MiB request limit
         for i in range(size_mib):
             subprocess.run([ETCDCTL, "--endpoints", endpoint, *seed.tls(), "put", f"/bench/{i:05d}"],
-                           input=value, env={"ETCDCTL_API": "3"}, text=True, check=True,
+                           input=value, text=True, check=True,
                            stdout=subprocess.DEVNULL, timeout=60)
     finally:
         seed.stop()

@@ -218,7 +218,7 @@ if ${keep}; then
 
 The cluster is running (logs: ${work}/node*/etcd.log). Try:
   ${kubeadm_etcd} phase etcd status --endpoints ${endpoints} --cert-dir ${work}/node1/pki
-  ETCDCTL_API=3 etcdctl --endpoints ${endpoints} --cacert ${work}/node1/pki/etcd/ca.crt \\
+  etcdctl --endpoints ${endpoints} --cacert ${work}/node1/pki/etcd/ca.crt \\
     --cert ${work}/node1/pki/etcd/healthcheck-client.crt --key ${work}/node1/pki/etcd/healthcheck-client.key member list -w table
 Stop it with:
   ${repo_root}/hack/local-cluster.sh --stop
