@@ -2,7 +2,7 @@
 //! it declared, the configuration loaded once with flag overrides applied, a runtime for
 //! the phases that talk to etcd or the API server, and the output conventions.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::io::Write;
@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use phases::config::{self, KubeadmConfig};
+use phases::snapshot::Saved;
 
 use crate::flags::{Flag, FlagValues};
 
@@ -19,6 +20,9 @@ pub struct Session {
     values: FlagValues,
     config: OnceCell<KubeadmConfig>,
     runtime: OnceCell<tokio::runtime::Runtime>,
+    /// The snapshot a phase of this run saved, for a later phase that needs one (the
+    /// `upgrade` workflow takes one before touching the cluster; `upgrade/etcd` uses it).
+    snapshot: RefCell<Option<Saved>>,
 }
 
 impl Session {
@@ -27,6 +31,7 @@ impl Session {
             values,
             config: OnceCell::new(),
             runtime: OnceCell::new(),
+            snapshot: RefCell::new(None),
         }
     }
 
@@ -169,6 +174,16 @@ impl Context<'_> {
             Some(dir) => Ok(dir),
             None => Ok(self.config()?.cluster.certificates_dir.clone()),
         }
+    }
+
+    /// Records the snapshot this phase saved, for the phases after it in this run.
+    pub fn remember_snapshot(&self, saved: Saved) {
+        *self.session.snapshot.borrow_mut() = Some(saved);
+    }
+
+    /// The snapshot an earlier phase of this run saved, if any.
+    pub fn snapshot_taken(&self) -> Option<Saved> {
+        self.session.snapshot.borrow().clone()
     }
 
     /// Runs a future on the tool's runtime, created on first use.

@@ -112,6 +112,7 @@ fn options(c: &TestCluster, n: usize, tag: &str) -> UpgradeOptions {
             keep: Some(2),
             ..SaveOptions::new(node.dir.join("snapshots"))
         },
+        taken_snapshot: None,
         timeout: TIMEOUT,
         dry_run: false,
     }

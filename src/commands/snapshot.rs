@@ -104,6 +104,7 @@ fn run_save(ctx: &Context) -> anyhow::Result<()> {
     }));
     printer.finish();
     let saved = saved?;
+    ctx.remember_snapshot(saved.clone());
     if json {
         println!("{}", serde_json::to_string_pretty(&saved)?);
     } else {

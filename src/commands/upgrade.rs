@@ -106,13 +106,7 @@ fn run_preflight(ctx: &Context) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let membership = client.member_list_until(deadline).await?;
         client.sync_endpoints(&membership)?;
-        let statuses = client.statuses(&membership.members).await;
-        anyhow::Ok(etcd_upgrade::plan::evaluate(
-            &membership.members,
-            &statuses,
-            &peer_url,
-            &to,
-        )?)
+        anyhow::Ok(etcd_upgrade::preflight(&client, &membership.members, &peer_url, &to).await?)
     })?;
     for w in &plan.warnings {
         warn(w);
@@ -151,6 +145,7 @@ fn run_etcd(ctx: &Context) -> anyhow::Result<()> {
             keep: ctx.value(Keep),
             ..SaveOptions::new(ctx.required::<PathBuf>(SnapshotDir))
         },
+        taken_snapshot: ctx.snapshot_taken(),
         timeout: timeout(ctx, cfg),
         dry_run,
     };
@@ -186,10 +181,16 @@ fn run_etcd(ctx: &Context) -> anyhow::Result<()> {
                 path,
                 revision,
                 size,
+                taken_before,
             } => say(
                 P,
                 format!(
-                    "Saved the snapshot {} (revision {revision}, {})",
+                    "{} {} (revision {revision}, {})",
+                    if taken_before {
+                        "Using the snapshot this run saved before the feature-gate migration:"
+                    } else {
+                        "Saved the snapshot"
+                    },
                     path.display(),
                     human_bytes(size as i64)
                 ),

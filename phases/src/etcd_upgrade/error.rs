@@ -30,6 +30,18 @@ pub enum UpgradeEtcdError {
     #[error("member {name} ({id}) is a learner: a join is in flight; finish it (phase etcd promote) or roll it back (phase etcd remove-member --id {id}) before upgrading")]
     LearnerInFlight { id: MemberId, name: String },
 
+    #[error(
+        "refusing to upgrade to etcd 3.7: member {name} ({id}) reports storage version {} (etcd \
+         moves it to 3.6 a few seconds after every member runs 3.6 and the cluster version is \
+         3.6); finish the move to 3.6 on every member, then retry",
+        if storage_version.is_empty() { "none".to_string() } else { format!("{storage_version:?}") }
+    )]
+    StorageVersionBehind {
+        id: MemberId,
+        name: String,
+        storage_version: String,
+    },
+
     #[error("{}", voters_down(down))]
     VotersDown {
         down: Vec<(MemberId, String, String)>,

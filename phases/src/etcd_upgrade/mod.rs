@@ -45,7 +45,7 @@ const POLL: Duration = Duration::from_millis(500);
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What `upgrade etcd` needs besides the kubeadm configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpgradeOptions {
     /// The target, as an image tag (`3.6.14-0`) or a release (`v3.6.14`).
     pub target_tag: String,
@@ -56,6 +56,9 @@ pub struct UpgradeOptions {
     /// Where the replaced manifest is backed up (`/etc/kubernetes/tmp`).
     pub backup_dir: PathBuf,
     pub snapshot: SaveOptions,
+    /// A snapshot this run took already (the `upgrade` workflow's `etcd/snapshot/save`,
+    /// before the feature-gate migration): used instead of taking a second one.
+    pub taken_snapshot: Option<Saved>,
     /// How long the member may take to come back on the new release (and, after a
     /// rollback, on the old one).
     pub timeout: Duration,
@@ -78,6 +81,8 @@ pub enum UpgradeEvent {
         path: PathBuf,
         revision: i64,
         size: u64,
+        /// Taken earlier in this run ([`UpgradeOptions::taken_snapshot`]), not now.
+        taken_before: bool,
     },
     LeadershipMoved {
         from: MemberId,
@@ -199,8 +204,7 @@ pub async fn upgrade(
     let deadline = tokio::time::Instant::now() + client.rpc_timeout().max(Duration::from_secs(10));
     let membership = client.member_list_until(deadline).await?;
     client.sync_endpoints(&membership)?;
-    let statuses = client.statuses(&membership.members).await;
-    let plan = plan::evaluate(&membership.members, &statuses, &opts.peer_url, &to)?;
+    let plan = preflight(client, &membership.members, &opts.peer_url, &to).await?;
 
     let manifest_path = manifest::manifest_path(&opts.manifest_dir);
     let current = std::fs::read_to_string(&manifest_path).map_err(|e| {
@@ -232,14 +236,20 @@ pub async fn upgrade(
         warnings: plan.warnings.clone(),
     });
 
-    let saved = snapshot::save(client, tls, &opts.snapshot, &mut |e| {
-        report(UpgradeEvent::Snapshot(e))
-    })
-    .await?;
+    let saved = match &opts.taken_snapshot {
+        Some(taken) => taken.clone(),
+        None => {
+            snapshot::save(client, tls, &opts.snapshot, &mut |e| {
+                report(UpgradeEvent::Snapshot(e))
+            })
+            .await?
+        }
+    };
     report(UpgradeEvent::SnapshotSaved {
         path: saved.path.clone(),
         revision: saved.revision,
         size: saved.file_size,
+        taken_before: opts.taken_snapshot.is_some(),
     });
 
     let mut moved_to = None;
@@ -297,6 +307,30 @@ pub async fn upgrade(
         leadership_moved_to: moved_to,
         elapsed: started.elapsed(),
     })
+}
+
+/// [`plan::evaluate`] on fresh Status answers. Right after the last member moved to 3.6
+/// its storage version follows within etcd's version-monitor period (about 4 s), so a
+/// storage version still behind is asked again for a bounded while before it refuses.
+pub async fn preflight(
+    client: &EtcdClient,
+    members: &[MemberInfo],
+    peer_url: &str,
+    to: &Version,
+) -> Result<plan::Plan, UpgradeEtcdError> {
+    const STORAGE_VERSION_WAIT: Duration = Duration::from_secs(15);
+    let deadline = tokio::time::Instant::now() + STORAGE_VERSION_WAIT;
+    loop {
+        let statuses = client.statuses(members).await;
+        match plan::evaluate(members, &statuses, peer_url, to) {
+            Err(UpgradeEtcdError::StorageVersionBehind { .. })
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// What `upgrade` had done when the member did not come back on the new version.

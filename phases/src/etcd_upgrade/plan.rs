@@ -141,6 +141,9 @@ pub fn evaluate(
         versions.push((m, version_of(m, s)?));
     }
     let step = check_path(member, &from, &versions, to)?;
+    if step == Step::Minor && (to.major, to.minor) == (3, 7) {
+        check_storage_version(members, &healthy)?;
+    }
     let mut warnings = Vec::new();
     if step == Step::Minor && (to.major, to.minor) == (3, 6) {
         for (m, v) in &versions {
@@ -177,6 +180,31 @@ pub fn evaluate(
         statuses: healthy,
         warnings,
     })
+}
+
+/// Before 3.7, the data on every member must be at storage version 3.6. etcd 3.6 writes
+/// it once the cluster version is 3.6, that is once every member runs 3.6: its version
+/// monitor moves the storage version to the cluster version every few seconds
+/// (`UpdateStorageVersionIfNeeded`, server/etcdserver/version/monitor.go at v3.6.14). A
+/// member still reporting none (or 3.5) means the cluster has not finished its move to
+/// 3.6; etcd 3.7 would then migrate the data two steps at once at start
+/// (server/storage/schema/schema.go at v3.7.1 reads a missing storage version as 3.5).
+fn check_storage_version(
+    members: &[MemberInfo],
+    statuses: &[MemberStatus],
+) -> Result<(), UpgradeEtcdError> {
+    for (m, s) in members.iter().zip(statuses) {
+        let at_least_3_6 =
+            Version::parse(&s.storage_version).is_ok_and(|v| (v.major, v.minor) >= (3, 6));
+        if !at_least_3_6 {
+            return Err(UpgradeEtcdError::StorageVersionBehind {
+                id: m.id,
+                name: m.display_name(),
+                storage_version: s.storage_version.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The version rules alone. `versions` holds every member, this one included.
@@ -276,7 +304,13 @@ mod tests {
             raft_applied_index: 100 + n,
             is_learner: false,
             errors: vec![],
-            storage_version: String::new(),
+            // etcd 3.6 and newer report the data's storage version; set once the whole
+            // cluster runs 3.6.
+            storage_version: if version.starts_with("3.6") || version.starts_with("3.7") {
+                "3.6.0".to_string()
+            } else {
+                String::new()
+            },
             db_size_quota: 0,
         })
     }
@@ -420,5 +454,48 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, UpgradeEtcdError::NotAMember { .. }), "{err}");
+    }
+
+    #[test]
+    fn to_3_7_only_once_the_storage_version_is_3_6() {
+        let (members, mut statuses) = cluster(["3.6.14", "3.6.14", "3.6.14"]);
+        if let Ok(s) = &mut statuses[1] {
+            s.storage_version = String::new();
+        }
+        let err = evaluate(
+            &members,
+            &statuses,
+            "https://127.0.0.1:2380",
+            &Version::parse("3.7.1").unwrap(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                UpgradeEtcdError::StorageVersionBehind {
+                    id: MemberId(0xa2),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string().starts_with(
+                "refusing to upgrade to etcd 3.7: member node2 (a2) reports storage version none"
+            ),
+            "{err}"
+        );
+        // A patch release within 3.6 does not care.
+        assert_eq!(
+            evaluate(
+                &members,
+                &statuses,
+                "https://127.0.0.1:2380",
+                &Version::parse("3.6.15").unwrap(),
+            )
+            .unwrap()
+            .step,
+            Step::Patch
+        );
     }
 }
