@@ -285,6 +285,43 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
     }
 }
 
+/// Version skew (issue 12): kubeadm 1.35 deploys etcd 3.5.24-0 for Kubernetes 1.34
+/// (k/k#134779 on the 1.35 branch), kubeadm 1.34 its own 3.6 release. The kubeadm binary
+/// in use decides, so `--kubeadm-version` picks the table, and a dry run says which.
+#[test]
+fn kubeadm_version_picks_the_release_whose_table_renders() {
+    let d = dirs();
+    let config = write_config(&d, "k8s-1.34.yaml", "kubernetesVersion: v1.34.2\n");
+    let own = local(&d, &config, &["--dry-run"]);
+    assert!(own.status.success(), "{}", stderr(&own));
+    assert!(
+        stderr(&own).starts_with(
+            "[dryrun] emulating kubeadm v1.34 (the minor of kubernetesVersion v1.34.2)\n"
+        ),
+        "{}",
+        stderr(&own)
+    );
+    assert!(
+        stdout(&own).contains("image: registry.k8s.io/etcd:3.6."),
+        "{}",
+        stdout(&own)
+    );
+
+    let skewed = local(&d, &config, &["--dry-run", "--kubeadm-version", "1.35"]);
+    assert!(skewed.status.success(), "{}", stderr(&skewed));
+    assert!(
+        stderr(&skewed).starts_with("[dryrun] emulating kubeadm v1.35 (as requested)\n"),
+        "{}",
+        stderr(&skewed)
+    );
+    assert!(
+        stdout(&skewed).contains("image: registry.k8s.io/etcd:3.5.24-0\n"),
+        "{}",
+        stdout(&skewed)
+    );
+    assert!(!d.manifests.exists(), "dry runs write nothing");
+}
+
 #[test]
 fn unsupported_output_formats_are_refused() {
     let d = dirs();
