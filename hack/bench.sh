@@ -7,5 +7,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 hack/install-deps.sh >/dev/null 2>&1 || hack/install-deps.sh
-cargo build --release --locked --quiet --bin kubeadm-etcd
+cargo build --release --locked --quiet --bin kubeadm-etcd --example kubelet-standin
 exec python3 hack/bench.py "$@"

@@ -249,12 +249,20 @@ def join_etcdctl(bin_, first, node, retry):
     raise RuntimeError("promote did not succeed within 15 minutes")
 
 
+def require_standin():
+    """The kubelet stand-in is built by the caller with the binary (hack/bench.sh: release;
+    hack/test.sh: the test build's debug artefacts), not here: a `cargo build` of one
+    example resolves the dependencies' features without the test build's dev-dependencies
+    and would compile the whole tree a second time."""
+    if not os.path.exists(STANDIN):
+        raise SystemExit(f"{STANDIN} is missing: run hack/bench.sh, which builds it")
+
+
 def run(bin_, runs, smoke, report):
     for path, what in ((ETCD, f"etcd {ETCD_VERSION}"), (ETCDCTL, f"etcdctl {ETCD_VERSION}")):
         if not os.path.exists(path):
             raise SystemExit(f"{what} is missing at {path}: run hack/install-deps.sh")
-    profile = ["--release"] if PROFILE == "release" else []
-    subprocess.run(["cargo", "build", *profile, "--quiet", "--example", "kubelet-standin"], cwd=REPO, check=True)
+    require_standin()
     sizes = [(0, 1)] if smoke else [(0, runs), (64, runs), (512, max(3, runs // 3))]
     if os.environ.get("JOIN_SIZES_MIB"):  # e.g. JOIN_SIZES_MIB=0,64 to measure a subset
         wanted = {int(x) for x in os.environ["JOIN_SIZES_MIB"].split(",")}
@@ -316,8 +324,7 @@ def run_snapshot(bin_, runs, smoke, report):
     for path, what in ((ETCD, f"etcd {ETCD_VERSION}"), (ETCDCTL, f"etcdctl {ETCD_VERSION}")):
         if not os.path.exists(path):
             raise SystemExit(f"{what} is missing at {path}: run hack/install-deps.sh")
-    profile = ["--release"] if PROFILE == "release" else []
-    subprocess.run(["cargo", "build", *profile, "--quiet", "--example", "kubelet-standin"], cwd=REPO, check=True)
+    require_standin()
     sizes = [(1, 1)] if smoke else [(64, runs), (512, runs)]
     if os.environ.get("SNAPSHOT_SIZES_MIB"):
         wanted = {int(x) for x in os.environ["SNAPSHOT_SIZES_MIB"].split(",")}

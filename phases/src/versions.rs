@@ -137,40 +137,44 @@ pub const KUBEADM_RELEASES: &[KubeadmRelease] = &[
             (31, "3.5.24-0"),
             (32, "3.5.24-0"),
             (33, "3.5.24-0"),
-            (34, "3.6.11-0"),
+            (34, "3.6.5-0"),
         ],
         probes: ProbeStyle::LivezReadyz,
         named_probe_port: true,
         creation_timestamp_null: false,
         flag_spelling: FlagSpelling::ByImageTag,
         source: "A copy of release-1.34's constants.go read here has 31-33: 3.5.24-0, 34: \
-                 3.6.5-0 (v1.34.0 shipped 3.6.4-0); 34 then 3.6.11-0 by the May 2026 \
-                 backport to 1.34-1.36 (issue 12's audit; the tag itself was not read). \
+                 3.6.5-0 (v1.34.0 shipped 3.6.4-0); k/k#134861 (31-33 to 3.5.24-0) is in \
+                 v1.34.2. No pick of the 3.6.10/3.6.11 bumps (k/k#138392, #138746, merged on \
+                 master for 1.37; their notes name the map's keys 34-36) to release-1.34 was \
+                 found, so the 3.6.11-0 backport issue 12 reports is not followed. \
                  Flags: local.go's ParseSemantic(tag).AtLeast(\"3.6.0\") (read in a copy of \
                  the 1.34 code). Named port: k/k#132776 (merged July 2025, 1.34).",
     },
     KubeadmRelease {
         minor: 35,
-        supported_etcd: &[(33, "3.5.24-0"), (34, "3.5.24-0"), (35, "3.6.11-0")],
+        supported_etcd: &[(33, "3.5.24-0"), (34, "3.5.24-0"), (35, "3.6.6-0")],
         probes: ProbeStyle::LivezReadyz,
         named_probe_port: true,
         creation_timestamp_null: false,
         flag_spelling: FlagSpelling::ByImageTag,
         source: "34: 3.5.24-0 from k/k#134779 (master during the 1.35 cycle: 32-34 to \
-                 3.5.24-0); 35: 3.6.6-0 at v1.35.0, 3.6.11-0 after the May 2026 backport \
-                 (issue 12's audit; the tag itself was not read).",
+                 3.5.24-0); 35: 3.6.6-0 (k/k#135271, in v1.35.0-rc.1); no later etcd change \
+                 found in v1.35.1-v1.35.7 nor a pick of k/k#138746 (see 1.34). Not read at \
+                 the tag.",
     },
     KubeadmRelease {
         minor: 36,
-        supported_etcd: &[(34, "3.6.11-0"), (35, "3.6.11-0"), (36, "3.6.11-0")],
+        supported_etcd: &[(34, "3.6.8-0"), (35, "3.6.8-0"), (36, "3.6.8-0")],
         probes: ProbeStyle::LivezReadyz,
         named_probe_port: true,
         creation_timestamp_null: false,
         flag_spelling: FlagSpelling::Graduated,
-        source: "master before the 1.36 release after k/k#137956 had 34-36: 3.6.9-0; \
-                 3.6.11-0 by the May 2026 backport (issue 12's audit; the tag itself was not \
-                 read). Flags: local.go at k/k 0009808f writes the new spelling \
-                 unconditionally.",
+        source: "34-36: 3.6.8-0 (k/k#137107, in the 1.36 pre-releases; the 3.6.9 bump \
+                 k/k#137956 closed unmerged; 3.6.10 k/k#138392 waited for the post-branch \
+                 thaw, so master only; no pick of 3.6.11 k/k#138746 found; v1.36.1-v1.36.4 \
+                 changed no etcd). Not read at the tag. Flags: local.go at k/k 0009808f \
+                 writes the new spelling unconditionally.",
     },
     KubeadmRelease {
         minor: 37,
@@ -453,16 +457,19 @@ mod tests {
         let k8s_134 = v("1.34.3");
         let (kubeadm_134, _) = KubeadmRelease::for_minor(34);
         let (kubeadm_135, _) = KubeadmRelease::for_minor(35);
-        assert_eq!(kubeadm_134.etcd_tag_for(&k8s_134), ("3.6.11-0", None));
+        assert_eq!(kubeadm_134.etcd_tag_for(&k8s_134), ("3.6.5-0", None));
         assert_eq!(kubeadm_135.etcd_tag_for(&k8s_134), ("3.5.24-0", None));
         let (tag, warning) = kubeadm_135.etcd_tag_for(&v("1.36.0"));
-        assert_eq!(tag, "3.6.11-0");
+        assert_eq!(tag, "3.6.6-0");
         assert_eq!(
             warning.unwrap(),
             "could not find officially supported version of etcd for Kubernetes v1.36.0, \
-             falling back to the nearest etcd version (3.6.11-0); kubeadm v1.35 knows \
+             falling back to the nearest etcd version (3.6.6-0); kubeadm v1.35 knows \
              Kubernetes v1.33 to v1.35"
         );
+        // kubeadm 1.37 deploys master's 3.6.11-0 (k/k#138746) for the skewed 1.36.
+        let (kubeadm_137, _) = KubeadmRelease::for_minor(37);
+        assert_eq!(kubeadm_137.etcd_tag_for(&v("1.36.2")), ("3.6.11-0", None));
     }
 
     #[test]
@@ -490,9 +497,9 @@ mod tests {
             ("1.30.14", "3.5.15-0"),
             ("1.31.0", "3.5.24-0"),
             ("1.33.1", "3.5.24-0"),
-            ("1.34.0", "3.6.11-0"),
-            ("1.35.2", "3.6.11-0"),
-            ("1.36.2", "3.6.11-0"),
+            ("1.34.0", "3.6.5-0"),
+            ("1.35.2", "3.6.6-0"),
+            ("1.36.2", "3.6.8-0"),
             ("1.37.0", "3.7.0-0"),
         ];
         for (k8s, tag) in cases {

@@ -407,7 +407,7 @@ fn the_emulated_release_is_named_and_overridable() {
         cfg.emulated_kubeadm(),
         "emulating kubeadm v1.34 (the minor of kubernetesVersion v1.34.1)"
     );
-    assert_eq!(etcd_version_of(&cfg).unwrap().0, "3.6.11-0");
+    assert_eq!(etcd_version_of(&cfg).unwrap().0, "3.6.5-0");
     cfg.kubeadm_minor = Some(35);
     assert_eq!(
         cfg.emulated_kubeadm(),
