@@ -550,6 +550,7 @@ impl WriterReport {
                 "ConnectionReset",
                 "Connection reset",
                 "peer closed connection",
+                "connection closed",
                 "broken pipe",
             ]
             .iter()
