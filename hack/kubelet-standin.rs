@@ -39,7 +39,8 @@ struct Processes {
 impl Runtime for Processes {
     type Container = Child;
 
-    fn start(&mut self, command: &[String]) -> io::Result<Child> {
+    /// The one `--etcd-bin`, whatever the image.
+    fn start(&mut self, _image: &str, command: &[String]) -> io::Result<Child> {
         Command::new(&self.etcd_bin)
             .args(&command[1..])
             .env_clear()

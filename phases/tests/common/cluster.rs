@@ -169,11 +169,68 @@ impl TestCluster {
         }
     }
 
+    /// The end of node `n`'s member log (also of a member a kubelet stand-in runs: both
+    /// append to `<node dir>/etcd.log`).
     pub fn log_tail(&self, n: usize) -> String {
         match self.node(n).process.lock().unwrap().as_ref() {
             Some(p) => p.log_tail(30),
-            None => "<not started>".to_string(),
+            None => {
+                let log = std::fs::read_to_string(self.node(n).dir.join("etcd.log"))
+                    .unwrap_or_else(|_| "<not started>".to_string());
+                let lines: Vec<&str> = log.lines().collect();
+                lines[lines.len().saturating_sub(30)..].join("\n")
+            }
         }
+    }
+
+    /// Waits up to `timeout` until node `n`'s member answers Status knowing a leader;
+    /// the member's version.
+    pub async fn wait_answering(&self, n: usize, timeout: Duration) -> String {
+        let client = self.client(n, n);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let last = match client.status(&self.node(n).client_url()).await {
+                Ok(s) if s.healthy() => return s.version,
+                Ok(s) => format!("{:?}", s.errors),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node{n} did not answer within {timeout:?}: {last}\n{}",
+                self.log_tail(n)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every node a member, each run from its manifest by its own kubelet stand-in
+    /// ([`Self::run_kubelet_by_image`], probes scaled by `time_scale`): node 0 the first
+    /// member, the others joined as learners and promoted one after the other, as
+    /// `kubeadm-etcd init` and `join` would. The kubelets, in node order; dropping them
+    /// stops the members.
+    pub async fn start_with_kubelets(&self, time_scale: f64, timeout: Duration) -> Vec<KubeletRun> {
+        self.write_first_member_manifest();
+        let mut kubelets =
+            vec![self.run_kubelet_by_image(0, time_scale, Duration::from_millis(200))];
+        self.wait_answering(0, timeout).await;
+        for n in 1..self.nodes.len() {
+            let events = Mutex::new(Vec::new());
+            self.join(n, timeout, &events)
+                .await
+                .unwrap_or_else(|e| panic!("join node{n}: {e}"));
+            kubelets.push(self.run_kubelet_by_image(n, time_scale, Duration::from_millis(200)));
+            phases::membership::promote::promote(
+                &self.client(0, n),
+                &self.promote_options(n, timeout),
+                &mut |_| {},
+            )
+            .await
+            .unwrap_or_else(|e| panic!("promote node{n}: {e}\n{}", self.log_tail(n)));
+        }
+        for n in 0..self.nodes.len() {
+            self.wait_answering(n, timeout).await;
+        }
+        kubelets
     }
 
     /// What `phase etcd join-learner` passes for node `n`.
@@ -400,16 +457,38 @@ impl Drop for KubeletRun {
 
 /// Containers are [`EtcdProcess`]es: bound to the test process, logging to one file.
 struct HarnessRuntime {
-    etcd: PathBuf,
+    /// The etcd binary; `None`: the one the image tag names (see [`binary_for_image`]).
+    etcd: Option<PathBuf>,
     ip: IpAddr,
     log: PathBuf,
+}
+
+/// The etcd binary of the release an image (`registry.k8s.io/etcd:3.6.14-0`) names, among
+/// the releases the tests know. An image no binary matches cannot be pulled: the start
+/// fails, as the kubelet's image pull would, and is retried after the back-off.
+pub fn binary_for_image(image: &str) -> std::io::Result<PathBuf> {
+    let tag = image.rsplit_once(':').map_or("", |(_, t)| t);
+    EtcdVersion::ALL
+        .iter()
+        .find(|v| v.image_tag() == tag)
+        .and_then(|v| super::etcd_binary(*v))
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("cannot pull {image}: no installed etcd binary has the tag {tag:?}"),
+            )
+        })
 }
 
 impl Runtime for HarnessRuntime {
     type Container = EtcdProcess;
 
-    fn start(&mut self, command: &[String]) -> std::io::Result<EtcdProcess> {
-        EtcdProcess::start(&self.etcd, command, self.ip, &self.log)
+    fn start(&mut self, image: &str, command: &[String]) -> std::io::Result<EtcdProcess> {
+        let binary = match &self.etcd {
+            Some(b) => b.clone(),
+            None => binary_for_image(image)?,
+        };
+        EtcdProcess::start(&binary, command, self.ip, &self.log)
     }
 
     fn kill(&mut self, container: &mut EtcdProcess) {
@@ -429,6 +508,28 @@ impl TestCluster {
     /// Runs node `n`'s Pod the way the kubelet would (see [`KubeletRun`]), with the
     /// manifest's probe durations multiplied by `time_scale`.
     pub fn run_kubelet(&self, n: usize, time_scale: f64, restart_backoff: Duration) -> KubeletRun {
+        self.kubelet_with(n, time_scale, restart_backoff, Some(self.etcd.clone()))
+    }
+
+    /// [`Self::run_kubelet`], running the etcd release the manifest's image tag names
+    /// rather than the cluster's: a manifest rewritten for another release (an upgrade)
+    /// restarts the member on that release.
+    pub fn run_kubelet_by_image(
+        &self,
+        n: usize,
+        time_scale: f64,
+        restart_backoff: Duration,
+    ) -> KubeletRun {
+        self.kubelet_with(n, time_scale, restart_backoff, None)
+    }
+
+    fn kubelet_with(
+        &self,
+        n: usize,
+        time_scale: f64,
+        restart_backoff: Duration,
+        etcd: Option<PathBuf>,
+    ) -> KubeletRun {
         let node = self.node(n);
         let options = KubeletOptions {
             time_scale,
@@ -436,7 +537,7 @@ impl TestCluster {
             ..KubeletOptions::new(&node.manifest_path())
         };
         let mut runtime = HarnessRuntime {
-            etcd: self.etcd.clone(),
+            etcd,
             ip: node.ip,
             log: node.dir.join("etcd.log"),
         };

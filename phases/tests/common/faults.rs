@@ -536,6 +536,56 @@ impl WriterReport {
         }
     }
 
+    /// [`Self::assert_quorum_never_lost`] while members are restarted one at a time (an
+    /// upgrade): an attempt may also fail because the member the client picked is the one
+    /// being restarted (connection refused; or reset or closed mid-request, the put then
+    /// retried with the same value). Such a failure is about that member, not quorum, and
+    /// needs no election. Every put must still commit within its attempts, and one that
+    /// failed with an election error must commit in a later term.
+    pub fn assert_quorum_never_lost_while_members_restart(&self) {
+        let unreachable = |e: &str| {
+            [
+                "tcp connect error",
+                "Connection refused",
+                "ConnectionReset",
+                "Connection reset",
+                "peer closed connection",
+                "connection closed",
+                "broken pipe",
+            ]
+            .iter()
+            .any(|m| e.contains(m))
+        };
+        assert!(!self.puts.is_empty(), "the writer made no put");
+        let mut term = self.initial_term;
+        for put in &self.puts {
+            let Some(committed) = put.term else {
+                panic!(
+                    "quorum lost: {} did not commit in {PUT_ATTEMPTS} attempts: {:?}",
+                    put.key, put.failed_attempts
+                );
+            };
+            let elections: Vec<&String> = put
+                .failed_attempts
+                .iter()
+                .filter(|e| !unreachable(e))
+                .collect();
+            assert!(
+                elections.iter().all(|e| is_election_error(e)),
+                "{} failed with something other than an election or a restarting member: {:?}",
+                put.key,
+                put.failed_attempts
+            );
+            assert!(
+                elections.is_empty() || committed > term,
+                "{} needed retries ({:?}) but no election happened (term {term} before, {committed} after)",
+                put.key,
+                put.failed_attempts
+            );
+            term = committed;
+        }
+    }
+
     /// The longest time between two commits: for the log, never asserted.
     pub fn longest_gap(&self) -> Duration {
         let times: Vec<Instant> = self.puts.iter().filter_map(|p| p.committed_at).collect();

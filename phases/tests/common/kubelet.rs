@@ -262,6 +262,10 @@ pub struct PodSpec {
     pub readiness: Option<HttpProbe>,
     /// `hostPath` volumes of type `DirectoryOrCreate`.
     pub create_dirs: Vec<PathBuf>,
+    /// `spec.containers[0].image` (empty when absent): the harness runs the etcd
+    /// binary its tag names, so an upgrade that rewrites the image restarts the member
+    /// on the new release.
+    pub image: String,
 }
 
 impl PodSpec {
@@ -308,6 +312,7 @@ impl PodSpec {
             )?,
             command,
             create_dirs,
+            image: container["image"].as_str().unwrap_or_default().to_string(),
         })
     }
 }
@@ -316,8 +321,9 @@ impl PodSpec {
 /// bound to the test process in the harness.
 pub trait Runtime {
     type Container;
-    /// Starts `command` (localized already; `command[0]` is `etcd`).
-    fn start(&mut self, command: &[String]) -> io::Result<Self::Container>;
+    /// Starts `command` (localized already; `command[0]` is `etcd`) of the container
+    /// whose image is `image`.
+    fn start(&mut self, image: &str, command: &[String]) -> io::Result<Self::Container>;
     /// SIGKILL and reap.
     fn kill(&mut self, container: &mut Self::Container);
     /// How the container ended, once it has (reaping it).
@@ -564,7 +570,7 @@ fn start<R: Runtime>(
     let own = own_address(&spec.command)?;
     let command = localize_command(&spec.command, own);
     let container = runtime
-        .start(&command)
+        .start(&spec.image, &command)
         .map_err(|e| format!("cannot start {}: {e}", command[0]))?;
     let now = Instant::now();
     Ok(Running {

@@ -43,8 +43,13 @@
 //! | 70      | `tls` (matrix)                                              |
 //! | 72      | root `tests/faults_cli.rs` (matrix)                         |
 //! | 74      | root `tests/secrets.rs`, membership commands at trace level |
-//! | 80-82   | issue 13: `snapshot` (save, restore, full disk)              |
-//! | 83      | issue 13: `etcd_upgrade` (3.4.23 → 3.5.1, one member at a time) |
+//! | 80      | issue 13: `snapshot::save_restore_and_join_a_learner` (matrix) |
+//! | 81      | free (was the 3.5.1 snapshot test)                          |
+//! | 82      | issue 13: `snapshot::a_full_disk_leaves_no_partial_snapshot` |
+//! | 83      | issue 13: `etcd_upgrade` (3.4.23 → 3.5.30, one member at a time) |
+//! | 84      | issue 13: root `tests/upgrade_cli.rs`, 3.5.30 → 3.6.14      |
+//! | 85      | issue 13: root `tests/upgrade_cli.rs`, refused below 3.5.26 |
+//! | 86      | issue 13: root `tests/upgrade_cli.rs`, 3.6.14 → 3.7.1 killed |
 //! | 100-114 | the learner lifecycle tests (`learner`; matrix ids even)    |
 //! | 130-132 | `kubelet`: the stand-in's behaviour and the learner probes  |
 //! | 250     | never: `hack/local-cluster.sh` (127.250.0.11-13)            |

@@ -1,0 +1,413 @@
+//! The `kubeadm-etcd upgrade` workflow (preflight, snapshot, etcd; the kubeadm-config
+//! phase skipped: no API server here) run as the binary against real three-member TLS
+//! clusters, each member restarted from its changed manifest by the kubelet stand-in of
+//! the phases harness (included with `#[path]`), which runs the etcd release the
+//! manifest's image tag names.
+//!
+//! - `rolling_upgrade_3_5_30_to_3_6_14`: one node at a time, 3.5.30 → 3.6.14, with the
+//!   faults suite's writer putting keys throughout: every put commits within its attempts
+//!   (quorum never lost), `phase etcd check-health` passes between steps, every member
+//!   ends on 3.6.14, and every acknowledged write reads back. On the way, on the same
+//!   cluster, refusals that change nothing (manifest bytes, snapshots, backups, member
+//!   versions): 3.5.30 → 3.7.1 (a minor skipped), a voter down, 3.6.14 → 3.5.30 (a
+//!   downgrade). Then 3.6.14 → 3.7.1 on that cluster, which etcd 3.7.1 cannot start
+//!   (3.5's v2 entries still in the WAL, see the test): rolled back to 3.6.14.
+//! - `rolling_upgrade_3_6_14_to_3_7_1_killed_and_rerun`: a cluster bootstrapped on 3.6.14
+//!   moved to 3.7.1 one node at a time under the writer, each node's binary SIGKILLed at
+//!   random moments (seeded: `FAULT_SEED=<n>` replays; the seed and where the kills
+//!   landed are printed as a `fault-suite: upgrade-killed` line) and rerun: every member
+//!   ends on 3.7.1, healthy, with its old manifest backed up; a further rerun changes
+//!   nothing.
+//! - `refused_below_3_5_26`: a 3.5.16 member is refused 3.6.14, and nothing changes.
+//!
+//! 3.4.23 → 3.5.30 and the image that never comes up are in
+//! `phases/tests/etcd_upgrade.rs` (through the library).
+//!
+//! Loopback ids 84, 85 and 86 (registered in `phases/tests/common/mod.rs`).
+
+#[allow(unused_imports)]
+#[path = "../phases/tests/common/mod.rs"]
+mod common;
+
+#[path = "../phases/tests/common/output.rs"]
+mod output;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::cluster::{KubeletRun, TestCluster};
+use common::faults::{assert_invariants, seed, Expected, Rng, Writer};
+use common::EtcdVersion;
+
+/// Bounds every wait for a member, and the binary's own `--timeout`.
+const TIMEOUT: Duration = Duration::from_secs(60);
+/// Bounds every run of the binary.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(90);
+/// The kubelet stand-in's probes at a tenth of kubeadm's durations.
+const SCALE: f64 = 0.1;
+/// The workflow's phase that rewrites kube-system/kubeadm-config.
+const SKIP: &str = "upgrade/migrate-feature-gates";
+/// Kills per node in the 3.7.1 step, at most.
+const MAX_KILLS: usize = 2;
+
+fn snapshot_dir(c: &TestCluster, n: usize) -> PathBuf {
+    c.node(n).dir.join("snapshots")
+}
+
+fn endpoints(c: &TestCluster) -> String {
+    c.nodes
+        .iter()
+        .map(|n| n.client_url())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `kubeadm-etcd upgrade --etcd-version <tag>` as node `n` runs it.
+fn upgrade(c: &TestCluster, n: usize, tag: &str) -> Command {
+    upgrade_within(c, n, tag, TIMEOUT)
+}
+
+/// [`upgrade`] with `--timeout <timeout>`.
+fn upgrade_within(c: &TestCluster, n: usize, tag: &str, timeout: Duration) -> Command {
+    let node = c.node(n);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubeadm-etcd"));
+    cmd.arg("upgrade")
+        .arg("--config")
+        .arg(node.dir.join("kubeadm.yaml"))
+        .args(["--etcd-version", tag, "--skip-phases", SKIP])
+        .args(["--endpoints", &endpoints(c)])
+        .arg("--manifest-dir")
+        .arg(&node.manifest_dir)
+        .arg("--backup-dir")
+        .arg(&node.backup_dir)
+        .arg("--dir")
+        .arg(snapshot_dir(c, n))
+        .args([
+            "--keep",
+            "2",
+            "--timeout",
+            &format!("{}s", timeout.as_secs()),
+        ])
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `cmd` to completion within [`COMMAND_TIMEOUT`], off the runtime's threads.
+async fn run(mut cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || {
+        output::output_within(&mut cmd, COMMAND_TIMEOUT).unwrap_or_else(|out| {
+            panic!(
+                "{cmd:?} did not finish within {COMMAND_TIMEOUT:?}:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    })
+    .await
+    .expect("the command runner")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+async fn run_ok(c: &TestCluster, n: usize, cmd: Command) -> String {
+    let what = format!("{cmd:?}");
+    let out = run(cmd).await;
+    assert!(
+        out.status.success(),
+        "{what} failed with {}:\n{}\nnode{n}'s member:\n{}",
+        out.status,
+        text(&out),
+        c.log_tail(n)
+    );
+    text(&out)
+}
+
+/// `phase etcd check-health` through every member: the cluster has quorum.
+async fn check_health(c: &TestCluster) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubeadm-etcd"));
+    cmd.args(["phase", "etcd", "check-health", "--config"])
+        .arg(c.node(0).dir.join("kubeadm.yaml"))
+        .args(["--endpoints", &endpoints(c)]);
+    run_ok(c, 0, cmd).await;
+}
+
+/// Every file under `dir` with its bytes (empty when `dir` does not exist).
+fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut found = BTreeMap::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                found.extend(files(&path));
+            } else {
+                found.insert(path.clone(), std::fs::read(&path).unwrap_or_default());
+            }
+        }
+    }
+    found
+}
+
+/// What a refusal must leave as it was: every node's manifest, backups and snapshots,
+/// and every member's release.
+#[derive(Debug, PartialEq)]
+struct State {
+    files: Vec<BTreeMap<PathBuf, Vec<u8>>>,
+    versions: Vec<Option<String>>,
+}
+
+async fn state(c: &TestCluster) -> State {
+    let mut versions = Vec::new();
+    for n in 0..c.nodes.len() {
+        let status = c.client(n, n).status(&c.node(n).client_url()).await;
+        versions.push(status.ok().map(|s| s.version));
+    }
+    State {
+        files: (0..c.nodes.len())
+            .map(|n| {
+                let node = c.node(n);
+                let mut all = files(&node.manifest_dir);
+                all.extend(files(&node.backup_dir));
+                all.extend(files(&snapshot_dir(c, n)));
+                all
+            })
+            .collect(),
+        versions,
+    }
+}
+
+/// `upgrade` of node `n` to `tag` is refused with `expected` in its output, and nothing
+/// changed.
+async fn assert_refused(c: &TestCluster, n: usize, tag: &str, expected: &[&str]) {
+    let before = state(c).await;
+    let out = run(upgrade(c, n, tag)).await;
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    for e in expected {
+        assert!(said.contains(e), "expected {e:?} in:\n{said}");
+    }
+    assert!(
+        !said.contains("Saved the snapshot") && !said.contains("Wrote "),
+        "{said}"
+    );
+    assert_eq!(
+        state(c).await,
+        before,
+        "a refusal changed something: {said}"
+    );
+}
+
+/// Upgrades every node in turn to `version`, checking health and versions between steps.
+async fn rolling_step(c: &TestCluster, version: EtcdVersion) {
+    for n in 0..c.nodes.len() {
+        let said = run_ok(c, n, upgrade(c, n, &version.image_tag())).await;
+        assert!(
+            said.contains(&format!("to {} in", version.version())),
+            "{said}"
+        );
+        assert_eq!(c.wait_answering(n, TIMEOUT).await, version.version());
+        check_health(c).await;
+    }
+}
+
+/// The 3.7.1 step with kills: each node's `upgrade` SIGKILLed after a random delay up to
+/// [`MAX_KILLS`] times (a run that finishes first ends the series), then rerun to success.
+/// Where each kill landed (the last line the killed run printed) is counted in `kills`.
+async fn killed_step(
+    c: &TestCluster,
+    version: EtcdVersion,
+    rng: &mut Rng,
+    kills: &mut BTreeMap<String, usize>,
+) {
+    for n in 0..c.nodes.len() {
+        for k in 0..MAX_KILLS {
+            let log = c.node(n).dir.join(format!("upgrade-killed-{k}.log"));
+            let file = std::fs::File::create(&log).unwrap();
+            let mut cmd = upgrade(c, n, &version.image_tag());
+            cmd.stdout(file.try_clone().unwrap()).stderr(file);
+            let mut child = cmd.spawn().expect("spawn the upgrade");
+            // An uninterrupted step takes one to a few seconds, most of it waiting for
+            // the member on its new release.
+            let delay = rng.delay(Duration::from_millis(10), Duration::from_millis(2500));
+            tokio::time::sleep(delay).await;
+            let finished = child.try_wait().unwrap();
+            let _ = child.kill();
+            let _ = child.wait();
+            let said = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(status) = finished {
+                assert!(status.success(), "node{n} (after {k} kills): {said}");
+                break;
+            }
+            let stage = said
+                .lines()
+                .rev()
+                .find_map(|l| l.strip_prefix("[upgrade/etcd] "))
+                .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+                .unwrap_or_else(|| "start".to_string());
+            *kills.entry(stage).or_default() += 1;
+            eprintln!("node{n}: killed after {delay:?}:\n{said}");
+        }
+        let said = run_ok(c, n, upgrade(c, n, &version.image_tag())).await;
+        eprintln!("node{n}: rerun:\n{said}");
+        assert_eq!(c.wait_answering(n, TIMEOUT).await, version.version());
+        check_health(c).await;
+        assert!(
+            !files(&c.node(n).backup_dir).is_empty(),
+            "node{n}: no backup of the old manifest"
+        );
+    }
+}
+
+async fn stop_writer_and_check(c: &TestCluster, writer: Writer) -> String {
+    let report = writer.stop().await;
+    report.assert_quorum_never_lost_while_members_restart();
+    assert!(report.puts.len() >= 10, "{} puts", report.puts.len());
+    assert_invariants(
+        c,
+        &[0, 1, 2],
+        Expected {
+            voters: &[0, 1, 2],
+            learners: &[],
+        },
+        &report.keys(),
+    )
+    .await;
+    format!(
+        "writer: {} puts, all read back, {} retried, longest gap {:?}",
+        report.puts.len(),
+        report.retried(),
+        report.longest_gap()
+    )
+}
+
+/// 3.5.30 → 3.6.14, with the refusals on the way; then 3.7.1 on the same cluster, which
+/// etcd 3.7.1 cannot run (see below) and is rolled back.
+async fn rolling_upgrade_3_5_to_3_6() {
+    common::require_etcd(EtcdVersion::V3_6_14);
+    common::require_etcd(EtcdVersion::V3_7_1);
+    let c = TestCluster::new(EtcdVersion::V3_5_30, 84, 3);
+    let mut kubelets: Vec<KubeletRun> = c.start_with_kubelets(SCALE, TIMEOUT).await;
+    let writer = Writer::start(&c, &[0, 1, 2]).await;
+
+    assert_refused(
+        &c,
+        0,
+        "3.7.1-0",
+        &[
+            "etcd upgrades one minor at a time",
+            "from etcd 3.5.30 to 3.7.1",
+        ],
+    )
+    .await;
+    // node2's kubelet stops, and its member with it.
+    drop(kubelets.remove(2));
+    assert_refused(
+        &c,
+        0,
+        "3.6.14-0",
+        &["refusing to upgrade while a voting member is down", "node2"],
+    )
+    .await;
+    kubelets.push(c.run_kubelet_by_image(2, SCALE, Duration::from_millis(200)));
+    c.wait_answering(2, TIMEOUT).await;
+    check_health(&c).await;
+
+    rolling_step(&c, EtcdVersion::V3_6_14).await;
+    assert_refused(
+        &c,
+        1,
+        "3.5.30-0",
+        &["refusing to downgrade", "from etcd 3.6.14 to 3.5.30"],
+    )
+    .await;
+
+    // Found by this test: a cluster bootstrapped on 3.5 and moved to 3.6 less than
+    // --snapshot-count (10000) entries ago still has 3.5's v2 requests in every member's
+    // WAL after its last raft snapshot, and etcd 3.7.1 (which removed the v2 request
+    // decoding, etcd PR #21263) panics replaying them (`pbutil.MustUnmarshalMessage` in
+    // `apply.Apply`). The upgrade waits, puts the 3.6.14 manifest back, and the member
+    // returns: the rollback on a real failure of the new release.
+    let out = run(upgrade_within(&c, 0, "3.7.1-0", Duration::from_secs(15))).await;
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("did not come back on etcd 3.7.1"), "{said}");
+    assert!(said.contains("running etcd 3.6.14 again"), "{said}");
+    assert_eq!(c.wait_answering(0, TIMEOUT).await, "3.6.14");
+    check_health(&c).await;
+
+    let line = stop_writer_and_check(&c, writer).await;
+    eprintln!("3.5.30 to 3.6.14: {line}");
+    drop(kubelets);
+}
+
+/// 3.6.14 → 3.7.1 on a cluster bootstrapped on 3.6.14, the binary killed at random
+/// moments and rerun.
+async fn rolling_upgrade_3_6_to_3_7_killed() {
+    common::require_etcd(EtcdVersion::V3_7_1);
+    let started = Instant::now();
+    let c = TestCluster::new(EtcdVersion::V3_6_14, 86, 3);
+    let kubelets: Vec<KubeletRun> = c.start_with_kubelets(SCALE, TIMEOUT).await;
+    let writer = Writer::start(&c, &[0, 1, 2]).await;
+    let seed = seed();
+    let mut rng = Rng::new(seed);
+    let mut kills = BTreeMap::new();
+    killed_step(&c, EtcdVersion::V3_7_1, &mut rng, &mut kills).await;
+    // A rerun after success changes nothing.
+    let said = run_ok(&c, 0, upgrade(&c, 0, "3.7.1-0")).await;
+    assert!(said.contains("nothing to do"), "{said}");
+    let writer = stop_writer_and_check(&c, writer).await;
+    let line = format!(
+        "fault-suite: upgrade-killed etcd-3.6.14-to-3.7.1 seed={seed} kills={} {kills:?}; {writer} ({:.0?})\n",
+        kills.values().sum::<usize>(),
+        started.elapsed()
+    );
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    drop(kubelets);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_upgrade_3_5_30_to_3_6_14() {
+    tokio::time::timeout(Duration::from_secs(240), rolling_upgrade_3_5_to_3_6())
+        .await
+        .expect("the test finished within 240 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_upgrade_3_6_14_to_3_7_1_killed_and_rerun() {
+    tokio::time::timeout(
+        Duration::from_secs(240),
+        rolling_upgrade_3_6_to_3_7_killed(),
+    )
+    .await
+    .expect("the test finished within 240 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_below_3_5_26() {
+    let test = async {
+        common::require_etcd(EtcdVersion::V3_6_14);
+        let c = TestCluster::new(EtcdVersion::V3_5_16, 85, 1);
+        let _kubelets = c.start_with_kubelets(SCALE, TIMEOUT).await;
+        assert_refused(
+            &c,
+            0,
+            "3.6.14-0",
+            &[
+                "refusing to upgrade to etcd 3.6.14",
+                "node0",
+                "runs etcd 3.5.16; upgrade it to 3.5.26 or newer first",
+            ],
+        )
+        .await;
+    };
+    tokio::time::timeout(Duration::from_secs(60), test)
+        .await
+        .expect("the test finished within 60 s");
+}
