@@ -207,9 +207,20 @@ async fn assert_refused(c: &TestCluster, n: usize, tag: &str, expected: &[&str])
 /// Upgrades every node in turn to `version`, checking health and versions between steps.
 async fn rolling_step(c: &TestCluster, version: EtcdVersion) {
     for n in 0..c.nodes.len() {
+        let snapshots_before = files(&snapshot_dir(c, n)).len();
         let said = run_ok(c, n, upgrade(c, n, &version.image_tag())).await;
         assert!(
             said.contains(&format!("to {} in", version.version())),
+            "{said}"
+        );
+        // One snapshot per run: upgrade/etcd uses the one etcd/snapshot/save took.
+        assert_eq!(
+            files(&snapshot_dir(c, n)).len(),
+            snapshots_before + 1,
+            "{said}"
+        );
+        assert!(
+            said.contains("Using the snapshot this run saved before the feature-gate migration"),
             "{said}"
         );
         assert_eq!(c.wait_answering(n, TIMEOUT).await, version.version());
