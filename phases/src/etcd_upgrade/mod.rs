@@ -309,27 +309,43 @@ pub async fn upgrade(
     })
 }
 
-/// [`plan::evaluate`] on fresh Status answers. Right after the last member moved to 3.6
-/// its storage version follows within etcd's version-monitor period (about 4 s), so a
-/// storage version still behind is asked again for a bounded while before it refuses.
+/// [`plan::evaluate`] on fresh Status answers, asked again for a bounded while in two
+/// cases that pass by themselves:
+/// - right after the last member moved to 3.6 its storage version follows within etcd's
+///   version-monitor period (about 4 s);
+/// - the only voter not answering is this node's own member: the kubelet restarting it,
+///   as when a rerun follows an upgrade interrupted after the manifest was written (it
+///   would otherwise refuse, naming this very member, and never converge).
+///
+/// Any other refusal is at once.
 pub async fn preflight(
     client: &EtcdClient,
     members: &[MemberInfo],
     peer_url: &str,
     to: &Version,
 ) -> Result<plan::Plan, UpgradeEtcdError> {
-    const STORAGE_VERSION_WAIT: Duration = Duration::from_secs(15);
-    let deadline = tokio::time::Instant::now() + STORAGE_VERSION_WAIT;
+    const PASSING_REFUSAL_WAIT: Duration = Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + PASSING_REFUSAL_WAIT;
     loop {
         let statuses = client.statuses(members).await;
-        match plan::evaluate(members, &statuses, peer_url, to) {
-            Err(UpgradeEtcdError::StorageVersionBehind { .. })
-                if tokio::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(500)).await;
+        let result = plan::evaluate(members, &statuses, peer_url, to);
+        let passing = match &result {
+            Err(UpgradeEtcdError::StorageVersionBehind { .. }) => true,
+            Err(UpgradeEtcdError::VotersDown { down }) => {
+                down.len() == 1
+                    && members
+                        .iter()
+                        .any(|m| m.id == down[0].0 && m.has_peer_url(peer_url))
             }
-            result => return result,
+            _ => false,
+        };
+        if !passing || tokio::time::Instant::now() >= deadline {
+            return result;
         }
+        if let Err(e) = &result {
+            tracing::info!("{e}; asking again");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
