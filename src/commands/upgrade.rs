@@ -150,81 +150,9 @@ fn run_etcd(ctx: &Context) -> anyhow::Result<()> {
         dry_run,
     };
     let mut last_wait: Option<std::time::Instant> = None;
-    let outcome = ctx.block_on(etcd_upgrade::upgrade(
-        &client,
-        &tls,
-        cfg,
-        &opts,
-        &mut |e| match e {
-            UpgradeEvent::Planned {
-                from,
-                to,
-                step,
-                warnings,
-            } => {
-                for w in warnings {
-                    warn(w);
-                }
-                say(
-                    P,
-                    format!("Preflight passed: etcd {from} to {to} ({step:?})"),
-                );
-            }
-            UpgradeEvent::Snapshot(SaveEvent::Source {
-                id, name, endpoint, ..
-            }) => say(
-                P,
-                format!("Taking a snapshot from {id} ({name}) at {endpoint}"),
-            ),
-            UpgradeEvent::Snapshot(_) => {}
-            UpgradeEvent::SnapshotSaved {
-                path,
-                revision,
-                size,
-                taken_before,
-            } => say(
-                P,
-                format!(
-                    "{} {} (revision {revision}, {})",
-                    if taken_before {
-                        "Using the snapshot this run saved before the feature-gate migration:"
-                    } else {
-                        "Saved the snapshot"
-                    },
-                    path.display(),
-                    human_bytes(size as i64)
-                ),
-            ),
-            UpgradeEvent::LeadershipMoved { from, to } => {
-                say(P, format!("Moved the leadership from {from} to {to}"))
-            }
-            UpgradeEvent::ManifestWritten { path, backup } => say(
-                P,
-                format!(
-                    "Wrote {}{}",
-                    path.display(),
-                    backup
-                        .map(|b| format!(" (the old one is in {})", b.display()))
-                        .unwrap_or_default()
-                ),
-            ),
-            UpgradeEvent::Waiting { seen, elapsed } => {
-                if last_wait.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
-                    last_wait = Some(std::time::Instant::now());
-                    say(
-                        P,
-                        format!(
-                            "Waiting for the member on the new release: {seen} [{:.0}s]",
-                            elapsed.as_secs_f64()
-                        ),
-                    );
-                }
-            }
-            UpgradeEvent::RollingBack { reason } => {
-                warn(format!("{reason}; putting the old manifest back"))
-            }
-        },
-    ))?;
+    let outcome = ctx.block_on(etcd_upgrade::upgrade(&client, &tls, cfg, &opts, &mut |e| {
+        print_upgrade_event(e, &mut last_wait)
+    }))?;
     match outcome {
         Outcome::Unchanged { version } => say(P, format!("This member runs etcd {version} from the manifest this tool renders already; nothing to do")),
         Outcome::DryRun { plan, diff } => {
@@ -250,6 +178,80 @@ fn run_etcd(ctx: &Context) -> anyhow::Result<()> {
         )),
     }
     Ok(())
+}
+
+/// One line per step of `upgrade etcd`; the wait for the member at most every 5 s.
+fn print_upgrade_event(e: UpgradeEvent, last_wait: &mut Option<std::time::Instant>) {
+    const P: &str = "upgrade/etcd";
+    match e {
+        UpgradeEvent::Planned {
+            from,
+            to,
+            step,
+            warnings,
+        } => {
+            for w in warnings {
+                warn(w);
+            }
+            say(
+                P,
+                format!("Preflight passed: etcd {from} to {to} ({step:?})"),
+            );
+        }
+        UpgradeEvent::Snapshot(SaveEvent::Source {
+            id, name, endpoint, ..
+        }) => say(
+            P,
+            format!("Taking a snapshot from {id} ({name}) at {endpoint}"),
+        ),
+        UpgradeEvent::Snapshot(_) => {}
+        UpgradeEvent::SnapshotSaved {
+            path,
+            revision,
+            size,
+            taken_before,
+        } => say(
+            P,
+            format!(
+                "{} {} (revision {revision}, {})",
+                if taken_before {
+                    "Using the snapshot this run saved before the feature-gate migration:"
+                } else {
+                    "Saved the snapshot"
+                },
+                path.display(),
+                human_bytes(size as i64)
+            ),
+        ),
+        UpgradeEvent::LeadershipMoved { from, to } => {
+            say(P, format!("Moved the leadership from {from} to {to}"))
+        }
+        UpgradeEvent::ManifestWritten { path, backup } => say(
+            P,
+            format!(
+                "Wrote {}{}",
+                path.display(),
+                backup
+                    .map(|b| format!(" (the old one is in {})", b.display()))
+                    .unwrap_or_default()
+            ),
+        ),
+        UpgradeEvent::Waiting { seen, elapsed } => {
+            if last_wait.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                *last_wait = Some(std::time::Instant::now());
+                say(
+                    P,
+                    format!(
+                        "Waiting for the member on the new release: {seen} [{:.0}s]",
+                        elapsed.as_secs_f64()
+                    ),
+                );
+            }
+        }
+        UpgradeEvent::RollingBack { reason } => {
+            warn(format!("{reason}; putting the old manifest back"))
+        }
+    }
 }
 
 pub fn migrate_feature_gates() -> Phase {

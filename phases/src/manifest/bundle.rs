@@ -170,26 +170,8 @@ pub fn host_config_yaml(
         "nodeRegistration": { "name": host.name },
         "localAPIEndpoint": { "advertiseAddress": host.address.to_string() },
     });
-    let mut timeouts = serde_json::Map::new();
-    if cfg.timeouts.control_plane_component_health_check.0
-        != DEFAULT_CONTROL_PLANE_HEALTH_CHECK_TIMEOUT
-    {
-        timeouts.insert(
-            "controlPlaneComponentHealthCheck".into(),
-            cfg.timeouts
-                .control_plane_component_health_check
-                .to_string()
-                .into(),
-        );
-    }
-    if cfg.timeouts.etcd_api_call.0 != DEFAULT_ETCD_API_CALL_TIMEOUT {
-        timeouts.insert(
-            "etcdAPICall".into(),
-            cfg.timeouts.etcd_api_call.to_string().into(),
-        );
-    }
-    if !timeouts.is_empty() {
-        init["timeouts"] = timeouts.into();
+    if let Some(timeouts) = non_default_timeouts(cfg) {
+        init["timeouts"] = timeouts;
     }
 
     let mut etcd_local = json!({
@@ -256,6 +238,30 @@ pub fn host_config_yaml(
         init = to_yaml(init)?,
         cluster = to_yaml(cluster)?,
     ))
+}
+
+/// The configuration's timeouts that differ from kubeadm's defaults, as kubeadm's
+/// `timeouts` field; `None` when all are the defaults.
+fn non_default_timeouts(cfg: &KubeadmConfig) -> Option<serde_json::Value> {
+    let mut timeouts = serde_json::Map::new();
+    if cfg.timeouts.control_plane_component_health_check.0
+        != DEFAULT_CONTROL_PLANE_HEALTH_CHECK_TIMEOUT
+    {
+        timeouts.insert(
+            "controlPlaneComponentHealthCheck".into(),
+            cfg.timeouts
+                .control_plane_component_health_check
+                .to_string()
+                .into(),
+        );
+    }
+    if cfg.timeouts.etcd_api_call.0 != DEFAULT_ETCD_API_CALL_TIMEOUT {
+        timeouts.insert(
+            "etcdAPICall".into(),
+            cfg.timeouts.etcd_api_call.to_string().into(),
+        );
+    }
+    (!timeouts.is_empty()).then(|| timeouts.into())
 }
 
 struct Rendered {
