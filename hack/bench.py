@@ -176,20 +176,14 @@ def main():
         results["certs"] = bench_certs(runs)
     if "coldstart" in args.which:
         results["coldstart"] = bench_coldstart(max(runs, 1) * (1 if args.smoke else 2))
-    if "join" in args.which:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        import bench_join  # noqa: E402
-        results["join"] = {}
-        for version in etcd_versions:
-            bench_join.use_etcd(version)
-            results["join"].update(bench_join.run(BIN, runs=runs, smoke=args.smoke, report=report))
-    if "snapshot" in args.which:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        import bench_join  # noqa: E402
-        results["snapshot"] = {}
-        for version in etcd_versions:
-            bench_join.use_etcd(version)
-            results["snapshot"].update(bench_join.run_snapshot(BIN, runs=runs, smoke=args.smoke, report=report))
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bench_join  # noqa: E402
+    for which, run in (("join", bench_join.run), ("snapshot", bench_join.run_snapshot)):
+        if which in args.which:
+            results[which] = {}
+            for version in etcd_versions:
+                bench_join.use_etcd(version)
+                results[which].update(run(BIN, runs=runs, smoke=args.smoke, report=report))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2, sort_keys=True)

@@ -249,6 +249,19 @@ def join_etcdctl(bin_, first, node, retry):
     raise RuntimeError("promote did not succeed within 15 minutes")
 
 
+def prepare(sizes, env):
+    """Checks the binaries a benchmark starts, and returns the (database MiB, runs) pairs
+    to measure: `sizes`, limited to those listed in `env` (e.g. JOIN_SIZES_MIB=0,64)."""
+    for path, what in ((ETCD, f"etcd {ETCD_VERSION}"), (ETCDCTL, f"etcdctl {ETCD_VERSION}")):
+        if not os.path.exists(path):
+            raise SystemExit(f"{what} is missing at {path}: run hack/install-deps.sh")
+    require_standin()
+    if os.environ.get(env):
+        wanted = {int(x) for x in os.environ[env].split(",")}
+        sizes = [(size, n) for size, n in sizes if size in wanted]
+    return sizes
+
+
 def require_standin():
     """The kubelet stand-in is built by the caller with the binary (hack/bench.sh: release;
     hack/test.sh: the test build's debug artefacts), not here: a `cargo build` of one
@@ -259,14 +272,7 @@ def require_standin():
 
 
 def run(bin_, runs, smoke, report):
-    for path, what in ((ETCD, f"etcd {ETCD_VERSION}"), (ETCDCTL, f"etcdctl {ETCD_VERSION}")):
-        if not os.path.exists(path):
-            raise SystemExit(f"{what} is missing at {path}: run hack/install-deps.sh")
-    require_standin()
-    sizes = [(0, 1)] if smoke else [(0, runs), (64, runs), (512, max(3, runs // 3))]
-    if os.environ.get("JOIN_SIZES_MIB"):  # e.g. JOIN_SIZES_MIB=0,64 to measure a subset
-        wanted = {int(x) for x in os.environ["JOIN_SIZES_MIB"].split(",")}
-        sizes = [(size, n) for size, n in sizes if size in wanted]
+    sizes = prepare([(0, 1)] if smoke else [(0, runs), (64, runs), (512, max(3, runs // 3))], "JOIN_SIZES_MIB")
     results = {}
     for size_mib, n in sizes:
         with tempfile.TemporaryDirectory(prefix="kubeadm-etcd-bench-") as work:
@@ -321,14 +327,7 @@ def run_snapshot(bin_, runs, smoke, report):
     """`phase etcd snapshot save` against `etcdctl snapshot save` from the same member in
     the same run, alternated; both stream the Maintenance API's Snapshot to a file. Also
     the peak RSS of each (wait4): ours must stay flat in the database size."""
-    for path, what in ((ETCD, f"etcd {ETCD_VERSION}"), (ETCDCTL, f"etcdctl {ETCD_VERSION}")):
-        if not os.path.exists(path):
-            raise SystemExit(f"{what} is missing at {path}: run hack/install-deps.sh")
-    require_standin()
-    sizes = [(1, 1)] if smoke else [(64, runs), (512, runs)]
-    if os.environ.get("SNAPSHOT_SIZES_MIB"):
-        wanted = {int(x) for x in os.environ["SNAPSHOT_SIZES_MIB"].split(",")}
-        sizes = [(size, n) for size, n in sizes if size in wanted]
+    sizes = prepare([(1, 1)] if smoke else [(64, runs), (512, runs)], "SNAPSHOT_SIZES_MIB")
     results = {}
     for size_mib, n in sizes:
         with tempfile.TemporaryDirectory(prefix="kubeadm-etcd-bench-") as work:
