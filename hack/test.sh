@@ -45,6 +45,9 @@ if [ -n "$pending" ]; then
 fi
 [ "$status" -eq 0 ] || exit "$status"
 
+stage "packaging: the .deb of the debug build installs, runs and purges in a scratch root"
+hack/test-deb.sh
+
 stage "benchmark smoke (one iteration of hack/bench.sh, on the debug build)"
 cargo build --quiet --locked --bin kubeadm-etcd --example kubelet-standin
 BENCH_PROFILE=debug python3 hack/bench.py --smoke
