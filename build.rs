@@ -27,7 +27,10 @@ fn main() {
         _ => {
             // Rerun when HEAD moves: HEAD itself changes on a checkout, its reflog on every
             // commit, reset and checkout (both per work tree, so `git worktree` works).
-            for file in ["HEAD", "logs/HEAD"] {
+            // And the branch's ref file, where reflogs are off.
+            let mut files = vec!["HEAD".to_string(), "logs/HEAD".to_string()];
+            files.extend(git(dir, &["symbolic-ref", "-q", "HEAD"]));
+            for file in &files {
                 if let Some(path) = git(dir, &["rev-parse", "--git-path", file]) {
                     let path = dir.join(path);
                     if path.exists() {
