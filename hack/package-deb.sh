@@ -35,6 +35,12 @@ profile_dir="${profile}"
 bin="${target_dir}/${target:+${target}/}${profile_dir}/kubeadm-etcd"
 [ -x "${bin}" ] || { echo "${bin} not found: build it first (cargo build --profile ${profile}${target:+ --target ${target}})" >&2; exit 1; }
 
+# Cargo.toml's Depends says libc6 (>= 2.17); make it true of this binary.
+hack/glibc-floor.sh "${bin}" 2.17 >&2 || {
+  echo "${bin} needs a newer glibc than the package's Depends: libc6 (>= 2.17); link it with zig (hack/release.sh, hack/test-deb.sh)" >&2
+  exit 1
+}
+
 stage=_output/deb-stage
 rm -rf "${stage}"
 mkdir -p "${stage}/completions" "${stage}/man"

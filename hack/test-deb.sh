@@ -32,7 +32,7 @@ echo "test-deb: built $(basename "${deb}") ($(stat -c %s "${deb}") bytes) from $
 fields="$(dpkg-deb --field "${deb}" Package Architecture Depends Section Description)"
 grep -q '^Package: kubeadm-etcd$' <<<"${fields}" || fail "Package field: ${fields}"
 grep -q '^Architecture: amd64$' <<<"${fields}" || fail "Architecture field: ${fields}"
-grep -q '^Depends: libc6' <<<"${fields}" || fail "no libc6 dependency: ${fields}"
+grep -q '^Depends: libc6 (>= 2.17)$' <<<"${fields}" || fail "Depends is not libc6 (>= 2.17): ${fields}"
 
 # A scratch root with an empty dpkg database, plus the host's libc6 entry so that the
 # package's libc6 dependency is checked against a real version instead of forced.
