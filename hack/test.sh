@@ -51,6 +51,10 @@ stage "benchmark smoke (one iteration of hack/bench.sh, on the debug build)"
 cargo build --quiet --locked --workspace --all-targets
 BENCH_PROFILE=debug python3 hack/bench.py --smoke
 
+# Last: it relinks target/debug/kubeadm-etcd with zig, which nothing after it uses.
+stage "packaging: glibc 2.17 floor of the zig-linked debug build; its .deb installs, runs and purges in a scratch root"
+hack/test-deb.sh
+
 # The closing line: the totals of every cargo test binary above.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' _output/test.log

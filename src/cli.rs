@@ -3,7 +3,10 @@
 
 use std::collections::BTreeSet;
 
+use std::path::PathBuf;
+
 use clap::{Arg, ArgMatches, Command};
+use clap_complete::Shell;
 
 use crate::flags::{Flag, FlagValues};
 use crate::phase::{Phase, Run, Workflow};
@@ -14,8 +17,17 @@ const ABOUT: &str = "Run etcd for kubeadm clusters safely: certificates, static 
 const VERBOSITY: &str = "v";
 const PHASE: &str = "phase";
 const ALL: &str = "all";
+const COMPLETION: &str = "completion";
+const VERSION: &str = "version";
+const MAN: &str = "man";
+/// The name the completions and man pages are written for: the one the package installs.
+pub const BIN: &str = "kubeadm-etcd";
+/// The shells `completion` writes for (kubeadm's `completion` has bash and zsh).
+const SHELLS: [Shell; 3] = [Shell::Bash, Shell::Zsh, Shell::Fish];
 
-pub fn command(tree: &Tree) -> Command {
+/// Every command a user runs: what `--help`, the completions, the man pages and the
+/// README list.
+pub fn user_command(tree: &Tree) -> Command {
     let mut phase_cmd = Command::new(PHASE)
         .about("Use this command to invoke a single phase")
         .subcommand_required(true)
@@ -24,7 +36,7 @@ pub fn command(tree: &Tree) -> Command {
         phase_cmd = phase_cmd.subcommand(phase_command(phase));
     }
 
-    let mut root = Command::new("kubeadm-etcd")
+    let mut root = Command::new(BIN)
         .version(env!("CARGO_PKG_VERSION"))
         .about(ABOUT)
         .subcommand_required(true)
@@ -43,6 +55,68 @@ pub fn command(tree: &Tree) -> Command {
         root = root.subcommand(workflow_command(tree, workflow));
     }
     root.subcommand(phase_cmd)
+        .subcommand(completion_command())
+        .subcommand(version_command())
+}
+
+/// The tree the tool parses with: [`user_command`] and the hidden packaging command.
+pub fn command(tree: &Tree) -> Command {
+    user_command(tree).subcommand(man_command())
+}
+
+fn completion_command() -> Command {
+    Command::new(COMPLETION)
+        .about("Output shell completion code for the specified shell (bash, zsh or fish)")
+        .long_about(
+            "Output shell completion code for the specified shell (bash, zsh or fish), \
+             generated from the same command tree the tool parses its command line with.",
+        )
+        .after_help(
+            "Examples:\n  \
+             # Load the completions into the current bash shell\n  \
+             source <(kubeadm-etcd completion bash)\n\n  \
+             # Install them for every bash user (the Debian package does this)\n  \
+             kubeadm-etcd completion bash > /usr/share/bash-completion/completions/kubeadm-etcd\n  \
+             kubeadm-etcd completion zsh > /usr/share/zsh/vendor-completions/_kubeadm-etcd\n  \
+             kubeadm-etcd completion fish > /usr/share/fish/vendor_completions.d/kubeadm-etcd.fish",
+        )
+        .arg(
+            Arg::new("shell")
+                .value_name("SHELL")
+                .required(true)
+                .value_parser(SHELLS.map(|s| s.to_string()))
+                .help("The shell to write completions for"),
+        )
+}
+
+fn version_command() -> Command {
+    Command::new(VERSION)
+        .about("Print the version of kubeadm-etcd and the kubeadm and etcd releases it knows")
+        .arg(
+            Arg::new("output")
+                .short('o')
+                .long("output")
+                .value_name("FORMAT")
+                .default_value("text")
+                .value_parser(crate::version::FORMATS)
+                .help("Output format"),
+        )
+}
+
+/// Packaging only (hack/release.sh): hidden from the help, the completions and the
+/// README, since a node never needs it.
+fn man_command() -> Command {
+    Command::new(MAN)
+        .about("Write a man page for every command into a directory")
+        .hide(true)
+        .arg(
+            Arg::new("output-dir")
+                .long("output-dir")
+                .value_name("DIR")
+                .required(true)
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("The directory to write kubeadm-etcd.1, kubeadm-etcd-phase.1, ... into"),
+        )
 }
 
 /// `-v N`.
@@ -137,6 +211,11 @@ pub enum Invocation<'t> {
         workflow: &'t Workflow,
         values: FlagValues,
     },
+    Completion(Shell),
+    /// `version -o FORMAT`.
+    Version(String),
+    /// `man --output-dir DIR`.
+    Man(PathBuf),
 }
 
 /// Finds what `matches` (from [`command`] of the same tree) names. The flags each
@@ -145,6 +224,18 @@ pub fn invocation(tree: &Tree, mut matches: ArgMatches) -> Invocation<'_> {
     let (name, sub) = matches
         .remove_subcommand()
         .expect("a subcommand is required");
+    let mut sub = sub;
+    match name.as_str() {
+        COMPLETION => {
+            let shell: String = sub.remove_one("shell").expect("the shell is required");
+            return Invocation::Completion(shell.parse().expect("clap accepts listed shells only"));
+        }
+        VERSION => {
+            return Invocation::Version(sub.remove_one("output").expect("-o has a default"));
+        }
+        MAN => return Invocation::Man(sub.remove_one("output-dir").expect("required")),
+        _ => {}
+    }
     if name != PHASE {
         let workflow = tree
             .workflow(&name)
@@ -284,8 +375,16 @@ mod tests {
                 && subs.iter().all(|c| !c.has_subcommands());
             if subs.is_empty() || collapsed {
                 let names: Vec<&str> = subs.iter().map(|c| c.get_name()).collect();
+                // A leaf's positional that takes listed values: `completion bash|zsh|fish`.
+                let values: Vec<String> = cmd
+                    .get_positionals()
+                    .flat_map(|a| a.get_possible_values())
+                    .map(|v| v.get_name().to_string())
+                    .collect();
                 let line = if collapsed {
                     format!("{name} {}", names.join("|"))
+                } else if !values.is_empty() {
+                    format!("{name} {}", values.join("|"))
                 } else {
                     name.clone()
                 };

@@ -6,9 +6,12 @@
 
 mod cli;
 mod commands;
+mod completion;
 mod context;
 mod flags;
+mod man;
 mod phase;
+mod version;
 mod workflow;
 
 use std::process::ExitCode;
@@ -30,6 +33,17 @@ fn main() -> ExitCode {
     init_logging(cli::verbosity(&matches));
 
     let result = match cli::invocation(&tree, matches) {
+        Invocation::Completion(shell) => {
+            use std::io::Write as _;
+            std::io::stdout()
+                .write_all(&completion::script(shell, &cli::user_command(&tree)))
+                .map_err(anyhow::Error::from)
+        }
+        Invocation::Version(format) => {
+            print!("{}", version::render(&format));
+            Ok(())
+        }
+        Invocation::Man(dir) => man::write_all(&cli::command(&tree), &dir),
         Invocation::Phase { path, values } => {
             workflow::run_phase_command(&Session::new(values), &tree, &path)
         }
