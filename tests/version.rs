@@ -49,7 +49,7 @@ fn json_is_shaped_like_kubeadms() {
     assert_eq!(releases, want);
     let v134 = &v["kubeadmReleases"][5];
     assert_eq!(v134["version"], "v1.34");
-    assert_eq!(v134["defaultEtcdVersion"], "3.6.11-0");
+    assert_eq!(v134["defaultEtcdVersion"], "3.6.5-0");
     assert_eq!(v134["etcdVersionForKubernetes"]["v1.33"], "3.5.24-0");
 
     let tags: Vec<&str> = v["etcd"]["imageTags"]

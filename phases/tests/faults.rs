@@ -2,7 +2,7 @@
 //! lifecycle does, and nothing that happens to the cluster meanwhile, breaks quorum, loses
 //! data or leaves a member nobody asked for.
 //!
-//! Each scenario runs [`faults::runs()`] times per version (3; `FAULT_RUNS=<n>` for more)
+//! Each scenario runs [`faults::runs()`] times per version (2; `FAULT_RUNS=<n>` for more)
 //! on a fresh cluster and prints one line for CI's figures:
 //! `fault-suite: <scenario> etcd-<version> runs=<n> failures=<f> seed=<s>`.
 //! After every run the invariants hold ([`faults::assert_invariants`]): exactly the
