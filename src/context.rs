@@ -199,6 +199,21 @@ impl Context<'_> {
     }
 }
 
+/// A progress bar of `len` steps in the tool's style, drawn nowhere until the caller gives
+/// it a draw target (so that its first frame is complete).
+pub fn hidden_bar(len: u64, template: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::hidden(),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
 /// Prints a progress line the way kubeadm does: `[certs] Generating ...`.
 pub fn say(prefix: &str, message: impl std::fmt::Display) {
     let mut out = std::io::stdout().lock();

@@ -21,7 +21,7 @@ use phases::membership::{
     Selector, DEFAULT_RPC_TIMEOUT,
 };
 
-use crate::context::{say, warn, Context};
+use crate::context::{hidden_bar, say, warn, Context};
 use crate::flags::Flag::{self, *};
 use crate::phase::Phase;
 
@@ -82,7 +82,7 @@ const INSPECT_FLAGS: &[Flag] = &[
 
 pub fn status() -> Phase {
     Phase::leaf("status", "Show every etcd member and its state", INSPECT_FLAGS, run_status)
-        .long("Every member with its ID (hex), name, peer and client URLs, role, whether it started, leader, version, DB size, raft term, raft and applied index, and a learner's progress against the leader.")
+        .long("Every member with its ID (hex), name, peer and client URLs, role, whether it started, leader, version, storage version (etcd 3.6+), DB size, size in use and quota (3.6+), raft term, raft and applied index, a learner's progress against the leader, alarms and errors. Without quorum the member list is one member's view, and says so; warnings (lost quorum, releases with known membership bugs) go to standard error.")
         .example("  kubeadm-etcd phase etcd status --endpoints https://10.0.0.1:2379 -o json")
 }
 
@@ -733,17 +733,7 @@ impl Printer {
             } else {
                 // Filled while hidden, so that the first frame is complete; short enough
                 // for an 80-column terminal (a wrapped bar redraws as garbage).
-                let bar = indicatif::ProgressBar::with_draw_target(
-                    Some(1000),
-                    indicatif::ProgressDrawTarget::hidden(),
-                );
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "[etcd] learner catching up [{bar:30}] {msg}",
-                    )
-                    .expect("a valid template")
-                    .progress_chars("=> "),
-                );
+                let bar = hidden_bar(1000, "[etcd] learner catching up [{bar:30}] {msg}");
                 bar.set_position(position);
                 bar.set_message(message);
                 bar.set_draw_target(indicatif::ProgressDrawTarget::stdout());

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use phases::membership::status::human_bytes;
 use phases::snapshot::{self, RestoreOptions, SaveEvent, SaveOptions, ToolLookup};
 
-use crate::context::{say, Context};
+use crate::context::{hidden_bar, say, Context};
 use crate::flags::Flag::{self, *};
 use crate::phase::Phase;
 
@@ -269,16 +269,9 @@ impl SavePrinter {
     fn progress(&mut self, bytes: u64, total: u64, elapsed: Duration) {
         if self.terminal {
             let bar = self.bar.get_or_insert_with(|| {
-                let bar = indicatif::ProgressBar::with_draw_target(
-                    Some(total.max(bytes)),
-                    indicatif::ProgressDrawTarget::hidden(),
-                );
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "[snapshot] [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec}",
-                    )
-                    .expect("a valid template")
-                    .progress_chars("=> "),
+                let bar = hidden_bar(
+                    total.max(bytes),
+                    "[snapshot] [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec}",
                 );
                 bar.set_draw_target(if self.stderr {
                     indicatif::ProgressDrawTarget::stderr()
