@@ -32,8 +32,8 @@ pub fn workflow() -> Workflow {
     }
 }
 
-/// What the etcd upgrade phases take.
-const ETCD_FLAGS: &[Flag] = &[
+/// What the preflight takes.
+const PREFLIGHT_FLAGS: &[Flag] = &[
     Config,
     CertDir,
     NodeName,
@@ -45,11 +45,12 @@ const ETCD_FLAGS: &[Flag] = &[
     EtcdKeyFile,
     TargetVersion,
     EtcdVersion,
+    ManifestDir,
 ];
 
 pub fn preflight() -> Phase {
-    Phase::leaf("preflight", "Check that this node's etcd member can move to the target release", ETCD_FLAGS, run_preflight)
-        .long("Changes nothing. Refuses unless this node is a member, no learner is in flight, every voting member is healthy, and the version path is one etcd supports: no downgrade, no skipped minor, every 3.5 member on 3.5.26 or newer before 3.6 (a warning below 3.5.32), every 3.6 member on 3.6.11 or newer before 3.7. Each refusal names the member and the release to move it to first.")
+    Phase::leaf("preflight", "Check that this node's etcd member can move to the target release", PREFLIGHT_FLAGS, run_preflight)
+        .long("Changes nothing. Refuses unless this node is a member, no learner is in flight, every voting member is healthy, and the version path is one etcd supports: no downgrade, no skipped minor, every 3.5 member on 3.5.26 or newer before 3.6 (a warning below 3.5.32), every 3.6 member on 3.6.11 or newer before 3.7. For a move to 3.6 or 3.7 it also reads this member's data directory (from the manifest in --manifest-dir) for what the new release could not replay: etcd 3.5's v2 requests after the last raft snapshot (etcd 3.7 crashes on them), v2 API data (etcd 3.6 refuses it). Each refusal names the member and the release to move it to first, or what to wait for.")
         .example("  kubeadm-etcd phase upgrade preflight --config kubeadm.yaml --target-version v1.34.2")
 }
 
@@ -108,6 +109,10 @@ fn run_preflight(ctx: &Context) -> anyhow::Result<()> {
         client.sync_endpoints(&membership)?;
         anyhow::Ok(etcd_upgrade::preflight(&client, &membership.members, &peer_url, &to).await?)
     })?;
+    etcd_upgrade::check_data_dir(
+        &plan,
+        &manifest::manifest_path(&ctx.required::<PathBuf>(ManifestDir)),
+    )?;
     for w in &plan.warnings {
         warn(w);
     }

@@ -88,6 +88,25 @@ pub enum UpgradeEtcdError {
         needed: String,
     },
 
+    #[error("cannot check what etcd {to} would replay from member {name} ({id})'s data directory: {source}; run this on that member's node, as a user that can read its data directory (root)")]
+    DataDirUnreadable {
+        id: MemberId,
+        name: String,
+        to: String,
+        source: super::wal::WalError,
+    },
+
+    #[error(transparent)]
+    V2RequestsBefore37(Box<V2RequestsBefore37>),
+
+    #[error("refusing to upgrade member {name} ({id}) to etcd {to}: {what}. etcd 3.6 replays only the v2 requests that set a member's attributes or the cluster version and refuses any other v2 content (\"detected disallowed v2 WAL\", \"detected custom content in v2store\"; etcdutl check v2store of 3.5.32 or newer reports the same): this cluster used etcd's v2 API (--enable-v2). Move that data to the v3 API and delete it from v2 (etcd's v2 migration guide, https://etcd.io/docs/v3.5/upgrades/upgrade_3_6/), wait for the member's next raft snapshot, then rerun.")]
+    V2ContentBefore36 {
+        id: MemberId,
+        name: String,
+        to: String,
+        what: String,
+    },
+
     #[error("this node's etcd manifest {}: {reason}", path.display())]
     ManifestUnusable { path: PathBuf, reason: String },
 
@@ -116,6 +135,22 @@ pub enum UpgradeEtcdError {
         snapshot: PathBuf,
         old_manifest: PathBuf,
     },
+}
+
+/// etcd 3.5's v2 requests still to be replayed, which etcd 3.7 cannot read.
+#[derive(Debug, thiserror::Error)]
+#[error("refusing to upgrade member {name} ({id}) to etcd {to}: its write-ahead log ({}) still holds {count} etcd v2 request(s) after its last raft snapshot (index {snapshot_index}), the first {first}, written while members ran etcd 3.5. etcd 3.7 no longer reads v2 requests (etcd PR #21263) and would crash replaying them at start. They are no longer replayed once this member takes its next raft snapshot, after --snapshot-count ({snapshot_count}) entries past index {snapshot_index}: about {remaining} more writes (applied index now {applied}). Let the cluster run until then (etcd 3.6 keeps serving meanwhile) and rerun.", wal_dir.display())]
+pub struct V2RequestsBefore37 {
+    pub id: MemberId,
+    pub name: String,
+    pub to: String,
+    pub wal_dir: PathBuf,
+    pub count: usize,
+    pub first: String,
+    pub snapshot_index: u64,
+    pub snapshot_count: u64,
+    pub applied: u64,
+    pub remaining: u64,
 }
 
 impl From<ManifestError> for UpgradeEtcdError {

@@ -4,6 +4,8 @@
 //!    no learner is in flight, every voter answers and is healthy (so quorum survives the
 //!    restart), and the version path is one etcd supports: no downgrade, no skipped minor,
 //!    every member on the minimum release of its minor ([`plan::MINOR_UPGRADE_MINIMUMS`]).
+//!    Then, for a move to 3.6 or 3.7, what the new release would replay from this
+//!    member's data directory ([`check_data_dir`], [`wal`]).
 //! 2. **Snapshot** of the cluster ([`crate::snapshot::save`]).
 //! 3. **Leadership** moves to the healthy voter furthest along when this member leads,
 //!    so its restart costs no election under load.
@@ -24,6 +26,7 @@
 
 mod error;
 pub mod plan;
+pub mod wal;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -31,7 +34,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use semver::Version;
 
-pub use error::{UpgradeEtcdError, DOWNGRADE_DOC};
+pub use error::{UpgradeEtcdError, V2RequestsBefore37, DOWNGRADE_DOC};
 pub use plan::{Plan, Step};
 
 use crate::config::{Etcd, KubeadmConfig};
@@ -129,6 +132,129 @@ pub fn target_version(tag: &str) -> Result<Version, UpgradeEtcdError> {
     })
 }
 
+/// This node's etcd manifest.
+pub fn read_manifest(path: &Path) -> Result<String, UpgradeEtcdError> {
+    std::fs::read_to_string(path).map_err(|e| UpgradeEtcdError::ManifestUnusable {
+        path: path.to_path_buf(),
+        reason: format!(
+            "{e}; `upgrade etcd` runs on the node whose member runs from this static Pod manifest"
+        ),
+    })
+}
+
+/// The etcd command of a static Pod manifest.
+fn manifest_command(manifest: &str, path: &Path) -> Result<Vec<String>, UpgradeEtcdError> {
+    let unusable = |reason: String| UpgradeEtcdError::ManifestUnusable {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let pod: Pod =
+        serde_yaml::from_str(manifest).map_err(|e| unusable(format!("not a Pod: {e}")))?;
+    pod.spec
+        .and_then(|s| s.containers.into_iter().next())
+        .and_then(|c| c.command)
+        .ok_or_else(|| unusable("its first container has no command".to_string()))
+}
+
+/// What etcd `plan.to` would replay from this member's data directory (named by the
+/// `--data-dir` and `--wal-dir` of the manifest at `manifest_path`, the one it runs from) must be something that
+/// release reads ([`wal`]): for 3.7, no v2 request after the last raft snapshot; for 3.6,
+/// none but the two it converts, and no custom v2 store. Other steps need no check.
+pub fn check_data_dir(plan: &Plan, manifest_path: &Path) -> Result<(), UpgradeEtcdError> {
+    let to_minor = (plan.to.major, plan.to.minor);
+    if plan.step != Step::Minor || !matches!(to_minor, (3, 6) | (3, 7)) {
+        return Ok(());
+    }
+    let manifest = read_manifest(manifest_path)?;
+    let command = manifest_command(&manifest, manifest_path)?;
+    let flag = |name: &str| snapshot::restore::command_flag(&command, name);
+    let data_dir = PathBuf::from(flag("data-dir").unwrap_or("/var/lib/etcd"));
+    let wal_dir = flag("wal-dir")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| data_dir.join("member").join("wal"));
+    let (id, name, to) = (
+        plan.member.id,
+        plan.member.display_name(),
+        plan.to.to_string(),
+    );
+    let unreadable = |source| UpgradeEtcdError::DataDirUnreadable {
+        id,
+        name: name.clone(),
+        to: to.clone(),
+        source,
+    };
+    let scan = wal::scan(&wal_dir).map_err(unreadable)?;
+    if let Some(index) = scan.undecodable.first() {
+        return Err(unreadable(wal::WalError::Format {
+            path: wal_dir,
+            offset: 0,
+            reason: format!(
+                "entry {index} (one of {} after the last raft snapshot) is no etcd request",
+                scan.undecodable.len()
+            ),
+        }));
+    }
+    if to_minor == (3, 7) {
+        let Some(first) = scan.v2_requests.first() else {
+            return Ok(());
+        };
+        // etcd snapshots once `applied - last snapshot > --snapshot-count`
+        // (`EtcdServer.snapshotIfNeeded`); the running release's default otherwise.
+        let snapshot_count = flag("snapshot-count")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(if plan.from.minor >= 6 {
+                10_000
+            } else {
+                100_000
+            });
+        let next_snapshot_at = scan.snapshot_index + snapshot_count + 1;
+        return Err(UpgradeEtcdError::V2RequestsBefore37(Box::new(
+            V2RequestsBefore37 {
+                id,
+                name,
+                to,
+                wal_dir,
+                count: scan.v2_requests.len(),
+                first: first.to_string(),
+                snapshot_index: scan.snapshot_index,
+                snapshot_count,
+                applied: plan.status.raft_applied_index,
+                remaining: next_snapshot_at.saturating_sub(plan.status.raft_applied_index),
+            },
+        )));
+    }
+    let refused: Vec<&wal::V2Request> = scan
+        .v2_requests
+        .iter()
+        .filter(|r| !r.replayable_by_3_6())
+        .collect();
+    if let Some(first) = refused.first() {
+        return Err(UpgradeEtcdError::V2ContentBefore36 {
+            id,
+            name,
+            to,
+            what: format!(
+                "its write-ahead log ({}) holds {} v2 request(s) after its last raft snapshot that etcd 3.6 cannot replay, the first {first}",
+                wal_dir.display(),
+                refused.len()
+            ),
+        });
+    }
+    let snap_dir = data_dir.join("member").join("snap");
+    if let Some(key) = wal::v2store_custom_content(&snap_dir, &scan).map_err(unreadable)? {
+        return Err(UpgradeEtcdError::V2ContentBefore36 {
+            id,
+            name,
+            to,
+            what: format!(
+                "the v2 store of its last raft snapshot ({}) holds data under {key}",
+                snap_dir.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// This node's manifest re-rendered for `target_tag`, keeping the initial cluster it
 /// was started with (`--initial-cluster`, and `--initial-cluster-state=existing` for a
 /// member that joined).
@@ -143,13 +269,7 @@ pub fn render_manifest(
         path: manifest_path.to_path_buf(),
         reason,
     };
-    let pod: Pod =
-        serde_yaml::from_str(current).map_err(|e| unusable(format!("not a Pod: {e}")))?;
-    let command = pod
-        .spec
-        .and_then(|s| s.containers.into_iter().next())
-        .and_then(|c| c.command)
-        .ok_or_else(|| unusable("its first container has no command".to_string()))?;
+    let command = manifest_command(current, manifest_path)?;
     let flag = |name: &str| snapshot::restore::command_flag(&command, name);
     let options = match flag("initial-cluster-state") {
         Some("existing") => {
@@ -207,12 +327,8 @@ pub async fn upgrade(
     let plan = preflight(client, &membership.members, &opts.peer_url, &to).await?;
 
     let manifest_path = manifest::manifest_path(&opts.manifest_dir);
-    let current = std::fs::read_to_string(&manifest_path).map_err(|e| {
-        UpgradeEtcdError::ManifestUnusable {
-            path: manifest_path.clone(),
-            reason: format!("{e}; `upgrade etcd` runs on the node whose member runs from this static Pod manifest"),
-        }
-    })?;
+    let current = read_manifest(&manifest_path)?;
+    check_data_dir(&plan, &manifest_path)?;
     let new = render_manifest(
         cfg,
         &opts.cert_dir,

@@ -30,7 +30,8 @@ pub const MINOR_UPGRADE_MINIMUMS: &[(u64, u64, Version)] = &[
 /// etcd's current 3.5 → 3.6 guide (website commit 5a5c2009, 2026-08-03) recommends
 /// **3.5.32**, whose additions are about the v2 store (`--v2-deprecation=write-only-skip-check`,
 /// and `etcdutl check v2store` reading the WAL too). kubeadm never enables the v2 API, so
-/// the hard floor stays 3.5.26 and members below this one get a warning.
+/// the hard floor stays 3.5.26 and members below this one get a warning. The check itself
+/// runs on each member's node ([`super::check_data_dir`]), reading its WAL and v2 snapshot.
 pub const RECOMMENDED_BEFORE_3_6: Version = Version::new(3, 5, 32);
 
 /// Why a minimum exists, for the refusal.
@@ -149,7 +150,7 @@ pub fn evaluate(
         for (m, v) in &versions {
             if (v.major, v.minor) == (3, 5) && *v < RECOMMENDED_BEFORE_3_6 {
                 warnings.push(format!(
-                    "member {} ({}) runs etcd {v}: etcd's current 3.5 to 3.6 guide recommends {RECOMMENDED_BEFORE_3_6} or newer for clusters that ever enabled the v2 API (--enable-v2; kubeadm never does); if yours did, run `etcdutl check v2store` of {RECOMMENDED_BEFORE_3_6} first",
+                    "member {} ({}) runs etcd {v}: etcd's current 3.5 to 3.6 guide recommends {RECOMMENDED_BEFORE_3_6} or newer for clusters that ever enabled the v2 API (--enable-v2; kubeadm never does). The preflight on each member's node reads its data directory for v2 content etcd 3.6 refuses, as `etcdutl check v2store` of {RECOMMENDED_BEFORE_3_6} does",
                     m.display_name(),
                     m.id
                 ));
