@@ -22,11 +22,12 @@
 //!   ends on 3.7.1, healthy, with its old manifest backed up; a further rerun changes
 //!   nothing.
 //! - `refused_below_3_5_26`: a 3.5.16 member is refused 3.6.14, and nothing changes.
+//! - `rolling_upgrade_3_4_23_to_3_5_30_after_a_bad_image`: first a target whose image
+//!   cannot be pulled (3.5.99-0): the member does not come back on it, the old manifest
+//!   is put back, the member returns on 3.4.23 and the error says so; then 3.4.23 →
+//!   3.5.30 one node at a time under the writer, and a rerun that changes nothing.
 //!
-//! 3.4.23 → 3.5.30 and the image that never comes up are in
-//! `phases/tests/etcd_upgrade.rs` (through the library).
-//!
-//! Loopback ids 84, 85 and 86 (registered in `phases/tests/common/mod.rs`).
+//! Loopback ids 83, 84, 85 and 86 (registered in `phases/tests/common/mod.rs`).
 
 #[allow(unused_imports)]
 #[path = "../phases/tests/common/mod.rs"]
@@ -43,6 +44,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{KubeletRun, TestCluster};
 use common::faults::{assert_invariants, seed, Expected, Rng, Writer};
+use common::kubelet::KubeletEvent;
 use common::EtcdVersion;
 
 /// Bounds every wait for a member, and the binary's own `--timeout`.
@@ -416,6 +418,50 @@ async fn rolling_upgrade_3_6_to_3_7_killed() {
     );
     let _ = std::io::stderr().write_all(line.as_bytes());
     drop(kubelets);
+}
+
+/// 3.4.23 → 3.5.30 under the writer, after a target whose image cannot be pulled
+/// (3.5.99-0) came back on the old release with the old manifest.
+async fn rolling_upgrade_3_4_to_3_5() {
+    common::require_etcd(EtcdVersion::V3_5_30);
+    let c = TestCluster::new(EtcdVersion::V3_4_23, 83, 3);
+    let kubelets: Vec<KubeletRun> = c.start_with_kubelets(SCALE, TIMEOUT).await;
+    let writer = Writer::start(&c, &[0, 1, 2]).await;
+
+    let before = std::fs::read(c.node(1).manifest_path()).unwrap();
+    let out = run(upgrade_within(&c, 1, "3.5.99-0", Duration::from_secs(8))).await;
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    for expected in [
+        "did not come back on etcd 3.5.99",
+        "running etcd 3.4.23 again",
+        "snapshot taken before the change",
+    ] {
+        assert!(said.contains(expected), "expected {expected:?} in:\n{said}");
+    }
+    assert!(
+        kubelets[1].events().iter().any(|e| matches!(e,
+            KubeletEvent::StartFailed(why) if why.contains("3.5.99-0"))),
+        "the kubelet could not start the bad image: {:#?}",
+        kubelets[1].events()
+    );
+    assert_eq!(std::fs::read(c.node(1).manifest_path()).unwrap(), before);
+    assert_eq!(c.wait_answering(1, TIMEOUT).await, "3.4.23");
+    check_health(&c).await;
+
+    rolling_step(&c, EtcdVersion::V3_5_30).await;
+    let said = run_ok(&c, 0, upgrade(&c, 0, "3.5.30-0")).await;
+    assert!(said.contains("nothing to do"), "{said}");
+    let line = stop_writer_and_check(&c, writer).await;
+    eprintln!("3.4.23 to 3.5.30: {line}");
+    drop(kubelets);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_upgrade_3_4_23_to_3_5_30_after_a_bad_image() {
+    tokio::time::timeout(Duration::from_secs(240), rolling_upgrade_3_4_to_3_5())
+        .await
+        .expect("the test finished within 240 s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,7 +46,7 @@
 //! | 80      | issue 13: `snapshot::save_restore_and_join_a_learner` (matrix) |
 //! | 81      | free (was the 3.5.1 snapshot test)                          |
 //! | 82      | issue 13: `snapshot::a_full_disk_leaves_no_partial_snapshot` |
-//! | 83      | issue 13: `etcd_upgrade` (3.4.23 → 3.5.30, one member at a time) |
+//! | 83      | issue 13: root `tests/upgrade_cli.rs`, 3.4.23 → 3.5.30, a bad image |
 //! | 84      | issue 13: root `tests/upgrade_cli.rs`, 3.5.30 → 3.6.14      |
 //! | 85      | issue 13: root `tests/upgrade_cli.rs`, refused below 3.5.26 |
 //! | 86      | issue 13: root `tests/upgrade_cli.rs`, 3.6.14 → 3.7.1 killed |
