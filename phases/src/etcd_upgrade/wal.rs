@@ -201,8 +201,12 @@ pub fn scan(wal_dir: &Path) -> Result<WalScan, WalError> {
         });
     }
 
-    let mut snapshots: Vec<(u64, u64)> = Vec::new();
-    let mut commit = 0u64;
+    // `ValidSnapshotEntries`: a snapshot counts once a hard state commits its index, and
+    // replay starts after the last one that counts. Commits only grow, so once one counts
+    // the entries up to it are never needed again: dropped at once, which keeps memory to
+    // the entries after it, however many WAL files there are.
+    let mut base: (u64, u64) = (0, 0);
+    let mut pending: Vec<(u64, u64)> = Vec::new();
     // Every entry by index; a later entry at an index drops the ones after it, as a new
     // leader's entries replace an old one's (`ReadAll` truncates the same way).
     let mut entries: BTreeMap<u64, Kind> = BTreeMap::new();
@@ -227,23 +231,26 @@ pub fn scan(wal_dir: &Path) -> Result<WalScan, WalError> {
                 }
                 STATE_TYPE => {
                     if let Ok(state) = HardState::decode(data.as_slice()) {
-                        commit = state.commit.unwrap_or(commit);
+                        let commit = state.commit.unwrap_or_default();
+                        if let Some(at) = pending.iter().rposition(|(i, _)| *i <= commit) {
+                            if pending[at].0 >= base.0 {
+                                base = pending[at];
+                                entries = entries.split_off(&(base.0 + 1));
+                            }
+                            pending.drain(..=at);
+                        }
                     }
                 }
                 SNAPSHOT_TYPE => {
                     if let Ok(s) = WalSnapshot::decode(data.as_slice()) {
-                        snapshots.push((s.index.unwrap_or_default(), s.term.unwrap_or_default()));
+                        pending.push((s.index.unwrap_or_default(), s.term.unwrap_or_default()));
                     }
                 }
                 _ => {}
             }
         }
     }
-    // `ValidSnapshotEntries`: a snapshot counts once the state after it commits its index.
-    let (snapshot_index, snapshot_term) = snapshots
-        .into_iter()
-        .rfind(|(index, _)| *index <= commit)
-        .unwrap_or((0, 0));
+    let (snapshot_index, snapshot_term) = base;
     let after = entries.split_off(&(snapshot_index + 1));
     let last_index = after.keys().next_back().copied().unwrap_or(snapshot_index);
     let mut v2_requests = Vec::new();
