@@ -31,7 +31,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Figures come from release builds; the test run's smoke only proves the script works and
 # uses the debug build it already has (BENCH_PROFILE=debug).
 PROFILE = os.environ.get("BENCH_PROFILE", "release")
-BIN = os.path.join(REPO, "target", PROFILE, "kubeadm-etcd")
+# Where cargo put them: $CARGO_TARGET_DIR, as cargo itself reads it.
+TARGET_DIR = os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target")
+BIN = os.path.join(TARGET_DIR, PROFILE, "kubeadm-etcd")
 
 CONFIG = """apiVersion: kubeadm.k8s.io/v1beta4
 kind: InitConfiguration

@@ -44,7 +44,8 @@ def use_etcd(version):
 
 use_etcd(ETCD_VERSION)
 PROFILE = os.environ.get("BENCH_PROFILE", "release")
-STANDIN = os.path.join(REPO, "target", PROFILE, "examples", "kubelet-standin")
+TARGET_DIR = os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target")
+STANDIN = os.path.join(TARGET_DIR, PROFILE, "examples", "kubelet-standin")
 SEED_IP, JOIN_IP = "127.251.0.11", "127.251.0.12"
 MIB = 1024 * 1024
 
