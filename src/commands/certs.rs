@@ -432,3 +432,24 @@ fn print_restart_advice(renewed: &[CertId]) {
         say("renew", "etcd/healthcheck-client is read by each kubeadm and kubeadm-etcd run: nothing to restart for it.");
     }
 }
+
+/// For `check-health`: what the members' TLS listeners serve, checked against the clock
+/// (each address read within 2 s, all at once; see [`pki::served`]).
+pub fn served_certificate_warnings(
+    members: &[phases::membership::status::MemberRow],
+) -> Vec<String> {
+    let endpoints: Vec<pki::served::MemberEndpoints> = members
+        .iter()
+        .map(|m| pki::served::MemberEndpoints {
+            label: phases::membership::member_label(m.id, &m.name),
+            client_urls: m.client_urls.clone(),
+            peer_urls: m.peer_urls.clone(),
+        })
+        .collect();
+    pki::served::served_certificate_warnings(
+        &endpoints,
+        time::OffsetDateTime::now_utc(),
+        expiry::DEFAULT_WARN_WITHIN,
+        std::time::Duration::from_secs(2),
+    )
+}
