@@ -40,7 +40,7 @@ pub fn phase() -> Phase {
     children.push(renew());
     Phase::group("certs", "Certificate generation", children)
         .with_all("Generate all etcd certificates")
-        .long("Generate the etcd certificates exactly as kubeadm does. Existing certificates that are signed by the etcd CA and cover every required name are reused; anything else on disk is an error, never overwritten.")
+        .long("Generate the etcd certificates exactly as kubeadm does. Existing certificates that are signed by the etcd CA and cover every required name are reused; anything else on disk is an error, never overwritten. check-expiration and renew are kubeadm's `kubeadm certs check-expiration` and `kubeadm certs renew` for these certificates; `all` and the init workflow never run them.")
         .example("  # Make every missing etcd certificate for this node\n  kubeadm-etcd phase certs all --config kubeadm.yaml")
 }
 
