@@ -393,13 +393,41 @@ async fn renewal_on_a_live_member(version: EtcdVersion) {
     // The harness's certificates live one day: warn about the last hour only.
     let warn_within = std::time::Duration::from_secs(3600);
     let timeout = Duration::from_secs(2);
+    let tls = n0.tls();
+    let identity = served::ClientIdentity::load(&tls.ca, &tls.cert, &tls.key).unwrap();
     let warnings = served::served_certificate_warnings(
         &member_endpoints(&report.status.members),
+        Some(&identity),
         time::OffsetDateTime::now_utc(),
         warn_within,
         timeout,
     );
     assert_eq!(warnings.len(), 1, "{warnings:?}");
+    // With the client's credentials the handshakes complete and close cleanly: the
+    // member logs no rejected connection (an aborted handshake would leave one).
+    let log = c.log_tail(0);
+    assert!(
+        !log.to_lowercase().contains("rejected connection"),
+        "{version}: {log}"
+    );
+    // Without them the certificate is read all the same.
+    assert_eq!(
+        served::served_certificate_warnings(
+            &member_endpoints(&report.status.members),
+            None,
+            time::OffsetDateTime::now_utc(),
+            warn_within,
+            timeout,
+        ),
+        warnings
+    );
+    // ... by an aborted handshake, which the member does log (so the check above can
+    // tell the two apart).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !c.log_tail(0).to_lowercase().contains("rejected connection") {
+        assert!(Instant::now() < deadline, "{version}: {}", c.log_tail(0));
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_says(
         &warnings[0],
         &[
@@ -453,7 +481,7 @@ async fn renewal_on_a_live_member(version: EtcdVersion) {
             "{when}: {served_peer}"
         );
         // Our own reader sees the same certificate.
-        let der = served::served_certificate(&n0.peer_url(), timeout).unwrap();
+        let der = served::served_certificate(&n0.peer_url(), Some(&identity), timeout).unwrap();
         assert_eq!(
             format!(
                 "serial={}",
@@ -468,6 +496,7 @@ async fn renewal_on_a_live_member(version: EtcdVersion) {
     let report = health::check(&c.client(0, 0)).await.unwrap();
     let warnings = served::served_certificate_warnings(
         &member_endpoints(&report.status.members),
+        Some(&identity),
         time::OffsetDateTime::now_utc(),
         warn_within,
         timeout,

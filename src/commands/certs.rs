@@ -437,7 +437,13 @@ fn print_restart_advice(renewed: &[CertId]) {
 /// (each address read within 2 s, all at once; see [`pki::served`]).
 pub fn served_certificate_warnings(
     members: &[phases::membership::status::MemberRow],
+    tls: &phases::membership::EtcdTls,
 ) -> Vec<String> {
+    // The client's own credentials let the handshake finish cleanly; without them (they
+    // were good enough for the health check, so this is rare) it is aborted.
+    let identity = pki::served::ClientIdentity::load(&tls.ca, &tls.cert, &tls.key)
+        .map_err(|e| tracing::info!("served certificates read without a client identity: {e}"))
+        .ok();
     let endpoints: Vec<pki::served::MemberEndpoints> = members
         .iter()
         .map(|m| pki::served::MemberEndpoints {
@@ -448,6 +454,7 @@ pub fn served_certificate_warnings(
         .collect();
     pki::served::served_certificate_warnings(
         &endpoints,
+        identity.as_ref(),
         time::OffsetDateTime::now_utc(),
         expiry::DEFAULT_WARN_WITHIN,
         std::time::Duration::from_secs(2),

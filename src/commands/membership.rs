@@ -361,7 +361,7 @@ fn run_check_health(ctx: &Context) -> anyhow::Result<()> {
     let (client, _) = connect(ctx, cfg)?;
     let mut report = ctx.block_on(health::check(&client))?;
     // Expired, not yet valid or soon expiring server and peer certificates, as served.
-    let served = super::certs::served_certificate_warnings(&report.status.members);
+    let served = super::certs::served_certificate_warnings(&report.status.members, &tls(ctx, cfg)?);
     report.warnings.extend(served);
     match ctx.value::<String>(Output).as_deref() {
         Some("json") => println!("{}", serde_json::to_string_pretty(&report)?),
