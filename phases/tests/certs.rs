@@ -894,3 +894,24 @@ fn renewal_is_refused_without_the_ca_key_or_the_certificate() {
         "nothing changed"
     );
 }
+
+/// A crash between the new key and the new certificate leaves a key that is not the
+/// certificate's: the certificate phase refuses the pair, and renewing again repairs it
+/// (renewal reads only the certificate).
+#[test]
+fn renewing_again_repairs_a_pair_split_by_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let pki_cfg = pki_for("v1beta4-ecdsa-p256.yaml", &pki);
+    ensure_certificates(&pki_cfg, &CertId::ALL, false).unwrap();
+    // The new key written, the old certificate still in place.
+    let stray = rcgen::KeyPair::generate().unwrap();
+    std::fs::write(CertId::EtcdPeer.key_path(&pki), stray.serialize_pem()).unwrap();
+    let err = ensure_certificates(&pki_cfg, &CertId::ALL, false).unwrap_err();
+    assert!(matches!(err, PkiError::KeyMismatch { .. }), "{err}");
+    let mut opts = renew_opts(&pki, &dir.path().join("b"), time::OffsetDateTime::now_utc());
+    opts.algorithm = pki_cfg.algorithm;
+    renew::renew(&opts, &[CertId::EtcdPeer], false).unwrap();
+    let again = ensure_certificates(&pki_cfg, &CertId::ALL, false).unwrap();
+    assert!(again.written.is_empty(), "{:?}", again.events);
+}
