@@ -889,3 +889,32 @@ fn check_health_reports_an_expired_peer_certificate_on_etcd_3_6_14() {
 fn check_health_reports_an_expired_peer_certificate_on_etcd_3_7_1() {
     expired_peer_certificate_reported_by_check_health(versions::EtcdVersion::V3_7_1);
 }
+
+/// kubeadm takes the key type from the cluster's configuration; without --config each
+/// key keeps its type instead of becoming RSA-2048.
+#[test]
+fn renew_without_a_config_keeps_the_key_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = node_pki(dir.path(), &config("v1beta4-ecdsa-p256.yaml"));
+    let out = kubeadm_etcd(&[
+        "phase",
+        "certs",
+        "renew",
+        "etcd-server",
+        "--cert-dir",
+        s(&pki),
+        "--backup-dir",
+        s(&dir.path().join("backups")),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(pki.join("etcd/server.crt"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("id-ecPublicKey") && text.contains("prime256v1"),
+        "{text}"
+    );
+}

@@ -708,7 +708,7 @@ fn renew_opts(dir: &Path, backup: &Path, now: time::OffsetDateTime) -> RenewOpti
     RenewOptions {
         cert_dir: dir.to_path_buf(),
         ca_dir: None,
-        algorithm: phases::pki::key_algorithm(&cfg),
+        algorithm: Some(phases::pki::key_algorithm(&cfg)),
         validity: cfg.cluster.certificate_validity_period.0,
         backup_root: backup.to_path_buf(),
         now,
@@ -910,7 +910,7 @@ fn renewing_again_repairs_a_pair_split_by_a_crash() {
     let err = ensure_certificates(&pki_cfg, &CertId::ALL, false).unwrap_err();
     assert!(matches!(err, PkiError::KeyMismatch { .. }), "{err}");
     let mut opts = renew_opts(&pki, &dir.path().join("b"), time::OffsetDateTime::now_utc());
-    opts.algorithm = pki_cfg.algorithm;
+    opts.algorithm = Some(pki_cfg.algorithm);
     renew::renew(&opts, &[CertId::EtcdPeer], false).unwrap();
     let again = ensure_certificates(&pki_cfg, &CertId::ALL, false).unwrap();
     assert!(again.written.is_empty(), "{:?}", again.events);

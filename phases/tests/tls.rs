@@ -442,7 +442,7 @@ async fn renewal_on_a_live_member(version: EtcdVersion) {
         &RenewOptions {
             cert_dir: n0.cert_dir.clone(),
             ca_dir: None,
-            algorithm: phases::config::EncryptionAlgorithm::EcdsaP256,
+            algorithm: Some(phases::config::EncryptionAlgorithm::EcdsaP256),
             validity: std::time::Duration::from_secs(86400),
             backup_root: c.dir.path().join("renew-backups"),
             now: time::OffsetDateTime::now_utc(),

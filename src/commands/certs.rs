@@ -164,7 +164,7 @@ fn renew() -> Phase {
         run_renew,
     )
     .standalone()
-    .long("Renews a certificate as kubeadm's `certs renew` does: the CommonName, Organization, SANs and usages of the certificate on disk, a new key of the configuration's encryptionAlgorithm, valid from now for certificateValidityPeriod, signed by the etcd CA. Pass the --config the certificates were made with. The old certificate and key are copied first into a new directory under --backup-dir (with --bundle-dir: DIR/backups/<host>), then the new pair is written atomically. Refused when the CA key is absent (externally managed CA). CAs are never renewed. etcd reads its server and peer certificates again for every new TLS connection, so members serve the renewed ones without a restart.")
+    .long("Renews a certificate as kubeadm's `certs renew` does: the CommonName, Organization, SANs and usages of the certificate on disk, a new key of the configuration's encryptionAlgorithm, valid from now for certificateValidityPeriod, signed by the etcd CA. Pass the --config the certificates were made with (without one, each key keeps its current type, and the validity is kubeadm's default of one year). The old certificate and key are copied first into a new directory under --backup-dir (with --bundle-dir: DIR/backups/<host>), then the new pair is written atomically. Refused when the CA key is absent (externally managed CA). CAs are never renewed. etcd reads its server and peer certificates again for every new TLS connection, so members serve the renewed ones without a restart.")
     .example("  kubeadm-etcd phase certs renew all --config kubeadm.yaml\n  kubeadm-etcd phase certs renew etcd-peer --bundle-dir ./bundle")
 }
 
@@ -331,7 +331,7 @@ fn run_renew(ctx: &Context) -> anyhow::Result<()> {
                     RenewOptions {
                         cert_dir: host_dir.join("pki"),
                         ca_dir: Some(ca_dir.clone()),
-                        algorithm: pki::key_algorithm(&cfg),
+                        algorithm: Some(pki::key_algorithm(&cfg)),
                         validity: cfg.cluster.certificate_validity_period.0,
                         backup_root: dir.join("backups").join(&host),
                         now,
@@ -355,10 +355,16 @@ fn run_renew(ctx: &Context) -> anyhow::Result<()> {
             if let Etcd::External(_) = cfg.cluster.etcd {
                 bail!("the configuration uses an external etcd: this node has no etcd certificates to renew; renew the bundle its hosts were made from with --bundle-dir");
             }
+            // kubeadm takes the key type from the cluster's configuration; without
+            // --config (this command does not read kubeadm-config) each key keeps its
+            // current type rather than falling back to RSA-2048.
+            let algorithm = ctx
+                .value::<PathBuf>(Config)
+                .map(|_| pki::key_algorithm(cfg));
             let opts = RenewOptions {
                 cert_dir: ctx.cert_dir()?,
                 ca_dir: None,
-                algorithm: pki::key_algorithm(cfg),
+                algorithm,
                 validity: cfg.cluster.certificate_validity_period.0,
                 backup_root: ctx.required(BackupDir),
                 now,

@@ -8,7 +8,8 @@
 //!   over; nothing else is;
 //! - a **new key** is generated, of the configuration's `encryptionAlgorithm`
 //!   (`EncryptionAlgorithmType()`, a set `PublicKeysECDSA` gate winning, see
-//!   [`super::key_algorithm`]);
+//!   [`super::key_algorithm`]); kubeadm reads the configuration from the cluster when
+//!   given none, which this tool does not, so without one each key keeps its type;
 //! - NotBefore is now minus `CertificateBackdate` and NotAfter now plus
 //!   `certificateValidityPeriod` (kubeadm's renewal test, manager_test.go, asserts
 //!   exactly these);
@@ -46,7 +47,10 @@ pub struct RenewOptions {
     /// Where the CA certificate and key are read from when not from `cert_dir` (an
     /// external bundle's `ca/`).
     pub ca_dir: Option<PathBuf>,
-    pub algorithm: EncryptionAlgorithm,
+    /// The key type of the new keys: the configuration's (kubeadm's rule); `None` keeps
+    /// each certificate's current key type, for a run without the configuration (kubeadm
+    /// would have read it from the cluster's kubeadm-config).
+    pub algorithm: Option<EncryptionAlgorithm>,
     /// `certificateValidityPeriod`.
     pub validity: Duration,
     /// The old pairs go into a new directory under this one.
@@ -93,7 +97,7 @@ pub fn renew(
     let ca_key_path = CertId::EtcdCa.key_path(ca_home);
 
     let mut report = RenewReport::default();
-    let mut present: Vec<(CertId, Profile, Subject)> = Vec::new();
+    let mut present: Vec<(CertId, Profile, Subject, EncryptionAlgorithm)> = Vec::new();
     for &id in &ids {
         let cert_path = id.cert_path(&opts.cert_dir);
         let Some(pem) = read_optional(&cert_path)? else {
@@ -106,8 +110,8 @@ pub fn renew(
                 phase: id.phase_name(),
             });
         };
-        let (profile, organization) = identity(id, &cert_path, &pem, opts.validity)?;
-        present.push((id, profile, organization));
+        let (profile, organization, current) = identity(id, &cert_path, &pem, opts.validity)?;
+        present.push((id, profile, organization, opts.algorithm.unwrap_or(current)));
     }
     if present.is_empty() {
         return Ok(report);
@@ -130,9 +134,11 @@ pub fn renew(
             reason: e.to_string(),
         })?;
 
-    let keys = generate_keys(opts.algorithm, present.len())?;
     let mut signed = Vec::new();
-    for ((id, profile, organization), key) in present.into_iter().zip(keys) {
+    for (id, profile, organization, algorithm) in present {
+        let key = generate_keys(algorithm, 1)?
+            .pop()
+            .expect("one key was asked for");
         let generate_error = |e: rcgen::Error| PkiError::Generate {
             what: format!("the renewed {} certificate", id.base_name()),
             reason: e.to_string(),
@@ -177,13 +183,14 @@ pub fn renew(
 /// The subject attributes carried over besides the CommonName (Organization).
 type Subject = Vec<(DnType, String)>;
 
-/// kubeadm's `certToConfig`: what is carried over from the certificate on disk.
+/// kubeadm's `certToConfig`: what is carried over from the certificate on disk; and the
+/// type of its key.
 fn identity(
     id: CertId,
     path: &Path,
     pem: &[u8],
     validity: Duration,
-) -> Result<(Profile, Subject), PkiError> {
+) -> Result<(Profile, Subject, EncryptionAlgorithm), PkiError> {
     let der = pem_to_der(path, pem)?;
     let cert = parse_cert(path, &der)?;
     let bad = |reason: String| PkiError::BadCertificate {
@@ -214,6 +221,12 @@ fn identity(
         usages.push(Usage::ClientAuth);
     }
     let ip_addresses: Vec<IpAddr> = description.ip_addresses;
+    // `describe_parsed` names keys as encryptionAlgorithm does (`RSA-2048`, `ECDSA-P256`);
+    // a key type kubeadm cannot make gets kubeadm's default.
+    let current = EncryptionAlgorithm::ALL
+        .into_iter()
+        .find(|a| a.as_str() == description.public_key)
+        .unwrap_or_default();
     Ok((
         Profile {
             id,
@@ -225,6 +238,7 @@ fn identity(
             validity,
         },
         organization,
+        current,
     ))
 }
 
