@@ -495,6 +495,22 @@ fn check_expiration_lists_and_fails_on_certificates_about_to_expire() {
     assert_eq!(json["certificates"][3]["name"], "etcd-server");
     assert_eq!(json["certificateAuthorities"][0]["name"], "etcd-ca");
 
+    // A directory without any etcd certificate is a mistake, not a node.
+    let empty = dir.path().join("empty");
+    let out = kubeadm_etcd(&[
+        "phase",
+        "certs",
+        "check-expiration",
+        "--cert-dir",
+        s(&empty),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("no etcd certificate in {}: pass", s(&empty))),
+        "{}",
+        stderr(&out)
+    );
+
     // Missing files are listed, not a crash and not a failure (kubeadm lists them too).
     std::fs::remove_file(pki.join("etcd/peer.crt")).unwrap();
     std::fs::remove_file(pki.join("etcd/peer.key")).unwrap();

@@ -248,9 +248,22 @@ fn bundle_list(hosts: &[HostExpiry]) -> serde_json::Value {
 }
 
 /// What needs doing about each certificate of `info`, with the command that does it;
-/// missing files are warned about but do not fail the check (kubeadm lists them too).
+/// missing files are warned about but do not fail the check (kubeadm lists them too),
+/// unless every one is missing: that is a wrong directory more likely than a node.
 fn findings(info: &ExpirationInfo, host: &str, flags: &str) -> Vec<String> {
     let mut out = Vec::new();
+    if info.rows().all(|r| r.missing) {
+        let dir = info
+            .certificate_authorities
+            .first()
+            .and_then(|ca| ca.path.parent()?.parent())
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        out.push(format!(
+            "{host}no etcd certificate in {dir}: pass the certificate directory with --cert-dir or the configuration's certificatesDir with --config"
+        ));
+        return out;
+    }
     for row in info.rows() {
         if row.status == ExpiryStatus::Missing {
             let make = if row.id.is_ca() {
