@@ -349,6 +349,9 @@ mod tests {
             if built.contains(Flag::SnapshotFile.id()) {
                 args.push("snap.db".to_string());
             }
+            if built.contains(Flag::RenewTarget.id()) {
+                args.push("all".to_string());
+            }
             let matches = command(&tree).try_get_matches_from(&args).unwrap();
             let Invocation::Phase { path, values } = invocation(&tree, matches) else {
                 panic!("{leaf:?} is a phase");
@@ -366,15 +369,29 @@ mod tests {
     /// The command list of the README, rendered from the clap tree: every command that
     /// runs something with its one-line help; a group with an `all` command whose
     /// children are all leaves is one line listing its children.
-    fn command_list(root: &Command) -> String {
-        fn walk(cmd: &Command, prefix: &str, out: &mut String) {
+    fn command_list(tree: &Tree, root: &Command) -> String {
+        /// The full names (`kubeadm-etcd phase certs renew`) of the standalone phases,
+        /// which are listed on lines of their own, not among their group's `all`.
+        fn standalone(prefix: &str, phases: &[Phase], out: &mut BTreeSet<String>) {
+            for p in phases {
+                let name = format!("{prefix} {}", p.name);
+                if p.standalone {
+                    out.insert(name.clone());
+                }
+                standalone(&name, p.children(), out);
+            }
+        }
+        fn walk(cmd: &Command, prefix: &str, alone: &BTreeSet<String>, out: &mut String) {
             let name = format!("{prefix} {}", cmd.get_name());
             let subs: Vec<&Command> = cmd.get_subcommands().filter(|c| !c.is_hide_set()).collect();
+            let is_alone = |c: &Command| alone.contains(&format!("{name} {}", c.get_name()));
+            let (own, apart): (Vec<&Command>, Vec<&Command>) =
+                subs.iter().partition(|c| !is_alone(c));
             let about = |c: &Command| c.get_about().map(|a| a.to_string()).unwrap_or_default();
-            let collapsed = subs.iter().any(|c| c.get_name() == ALL)
-                && subs.iter().all(|c| !c.has_subcommands());
+            let collapsed =
+                own.iter().any(|c| c.get_name() == ALL) && own.iter().all(|c| !c.has_subcommands());
             if subs.is_empty() || collapsed {
-                let names: Vec<&str> = subs.iter().map(|c| c.get_name()).collect();
+                let names: Vec<&str> = own.iter().map(|c| c.get_name()).collect();
                 // A leaf's positional that takes listed values: `completion bash|zsh|fish`.
                 let values: Vec<String> = cmd
                     .get_positionals()
@@ -389,15 +406,24 @@ mod tests {
                     name.clone()
                 };
                 out.push_str(&format!("{line}\n    {}\n", about(cmd)));
+                for sub in apart {
+                    walk(sub, &name, alone, out);
+                }
                 return;
             }
             for sub in subs {
-                walk(sub, &name, out);
+                walk(sub, &name, alone, out);
             }
         }
+        let mut alone = BTreeSet::new();
+        standalone(
+            &format!("{} {PHASE}", root.get_name()),
+            &tree.phases,
+            &mut alone,
+        );
         let mut out = String::new();
         for sub in root.get_subcommands().filter(|c| !c.is_hide_set()) {
-            walk(sub, root.get_name(), &mut out);
+            walk(sub, root.get_name(), &alone, &mut out);
         }
         out
     }
@@ -415,7 +441,8 @@ mod tests {
             .expect("the README has the command list markers")
             + BEGIN.len();
         let end = start + readme[start..].find(END).expect("the command list ends");
-        let expected = command_list(&command(&Tree::new()));
+        let tree = Tree::new();
+        let expected = command_list(&tree, &command(&tree));
         if readme[start..end] != expected {
             if std::env::var_os("UPDATE_README").is_some() {
                 let updated = format!("{}{expected}{}", &readme[..start], &readme[end..]);

@@ -48,6 +48,12 @@ pub enum Flag {
     EtcdVersion,
     /// The kubeadm release to emulate, when it is not the minor of kubernetesVersion.
     KubeadmVersion,
+    /// How close to expiry a certificate fails `check-expiration`.
+    WarnWithin,
+    /// An external bundle's output directory (`phase etcd external-bundle --output-dir`).
+    BundleDir,
+    /// `renew`'s positional: a certificate name or `all`.
+    RenewTarget,
     /// Taken by every workflow, not by phases.
     SkipPhases,
 }
@@ -55,7 +61,7 @@ pub enum Flag {
 impl Flag {
     /// Every flag, for tests that check all of them.
     #[cfg(test)]
-    pub const ALL: [Flag; 31] = [
+    pub const ALL: [Flag; 34] = [
         Flag::Config,
         Flag::CertDir,
         Flag::NodeName,
@@ -86,6 +92,9 @@ impl Flag {
         Flag::SnapshotFile,
         Flag::EtcdVersion,
         Flag::KubeadmVersion,
+        Flag::WarnWithin,
+        Flag::BundleDir,
+        Flag::RenewTarget,
         Flag::SkipPhases,
     ];
 
@@ -122,6 +131,9 @@ impl Flag {
             Flag::SnapshotFile => "snapshot",
             Flag::EtcdVersion => "etcd-version",
             Flag::KubeadmVersion => "kubeadm-version",
+            Flag::WarnWithin => "warn-within",
+            Flag::BundleDir => "bundle-dir",
+            Flag::RenewTarget => "certificate",
             Flag::SkipPhases => "skip-phases",
         }
     }
@@ -202,6 +214,17 @@ impl Flag {
             Flag::EtcdVersion => value("VERSION", "The etcd release to move this member to: an image tag (3.6.14-0) or a release (v3.6.14)"),
             Flag::KubeadmVersion => value("1.N", "Render, sign and check as this kubeadm release does (1.29-1.37), for a kubeadm binary whose minor differs from kubernetesVersion's [default: the minor of kubernetesVersion]")
                 .value_parser(parse_kubeadm_minor),
+            Flag::WarnWithin => value("DURATION", "Fail when a certificate expires within this time: Go's syntax (720h, 90m) or days (30d)")
+                .default_value("30d")
+                .value_parser(parse_warn_within),
+            Flag::BundleDir => value("DIR", "Every host folder of an external bundle (the --output-dir of phase etcd external-bundle) instead of this node's certificates; its CA key is read from DIR/ca")
+                .value_parser(path),
+            Flag::RenewTarget => Arg::new(id)
+                .value_name("CERTIFICATE")
+                .help("The certificate to renew, or all")
+                .required(true)
+                .action(ArgAction::Set)
+                .value_parser(renew_targets()),
             Flag::SkipPhases => value("PHASES", "Comma-separated phases to skip, named as listed below (certs/etcd-peer)")
                 .value_delimiter(',')
                 .action(ArgAction::Append),
@@ -218,6 +241,30 @@ impl Flag {
     fn is_switch(self) -> bool {
         matches!(self.arg().get_action(), ArgAction::SetTrue)
     }
+}
+
+/// `renew`'s names: kubeadm's, without the CA (kubeadm never renews a CA), and `all`.
+fn renew_targets() -> Vec<&'static str> {
+    let mut names = vec!["all"];
+    names.extend(
+        phases::pki::CertId::ALL
+            .iter()
+            .filter(|id| !id.is_ca())
+            .map(|id| id.phase_name()),
+    );
+    names
+}
+
+/// `--warn-within`: a Go duration, or a whole number of days (`30d`), which Go's syntax
+/// lacks and which is how certificate lifetimes are thought of.
+fn parse_warn_within(input: &str) -> Result<GoDuration, String> {
+    if let Some(days) = input.strip_suffix('d') {
+        return days
+            .parse::<u64>()
+            .map(|d| GoDuration(std::time::Duration::from_secs(d * 24 * 3600)))
+            .map_err(|_| format!("expected a duration like 30d or 720h, got {input:?}"));
+    }
+    GoDuration::parse(input).map_err(|e| e.to_string())
 }
 
 /// `--kubeadm-version`: `1.34`, `v1.34` or a whole release (`v1.34.2`), as the minor of a

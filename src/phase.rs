@@ -40,6 +40,10 @@ pub struct Phase {
     /// phase's command takes exactly these, and reading any other one panics.
     pub flags: &'static [Flag],
     pub run: Run,
+    /// A command of its own under its group (`certs check-expiration`, `certs renew`), as
+    /// kubeadm's `kubeadm certs` commands are: not run by the group's `all`, not part of
+    /// a workflow that names the group, not a `--skip-phases` name.
+    pub standalone: bool,
 }
 
 impl Phase {
@@ -51,6 +55,7 @@ impl Phase {
             example: "",
             flags,
             run,
+            standalone: false,
         }
     }
 
@@ -93,6 +98,12 @@ impl Phase {
         self
     }
 
+    /// Makes this phase a command of its own (see [`Phase::standalone`]).
+    pub fn standalone(mut self) -> Self {
+        self.standalone = true;
+        self
+    }
+
     pub fn long(mut self, long: &'static str) -> Self {
         self.long = long;
         self
@@ -110,10 +121,16 @@ impl Phase {
         }
     }
 
-    /// The flags of this phase and of every phase under it.
+    /// The children a run of this group (its `all`, a workflow) runs: all but the
+    /// standalone ones.
+    pub fn run_children(&self) -> impl Iterator<Item = &Phase> {
+        self.children().iter().filter(|c| !c.standalone)
+    }
+
+    /// The flags of this phase and of every phase under it that a run of it runs.
     pub fn all_flags(&self) -> std::collections::BTreeSet<Flag> {
         let mut flags: std::collections::BTreeSet<Flag> = self.flags.iter().copied().collect();
-        for child in self.children() {
+        for child in self.run_children() {
             flags.extend(child.all_flags());
         }
         flags

@@ -103,7 +103,7 @@ fn add_subtree<'t>(
         phase,
         parent,
     });
-    for child in phase.children() {
+    for child in phase.run_children() {
         add_subtree(nodes, child, format!("{path}/{}", child.name), Some(index));
     }
 }
@@ -358,12 +358,25 @@ mod tests {
     fn certs_children_are_the_certificate_list() {
         let tree = Tree::new();
         let certs = tree.find("certs").unwrap();
-        let children: Vec<&str> = certs.children().iter().map(|c| c.name).collect();
+        let children: Vec<&str> = certs.run_children().map(|c| c.name).collect();
         let expected: Vec<&str> = phases::pki::CertId::ALL
             .iter()
             .map(|id| id.phase_name())
             .collect();
         assert_eq!(children, expected);
         assert!(matches!(&certs.run, Run::Group(g) if g.all.is_some()));
+        // kubeadm's `certs check-expiration` and `certs renew` are commands of their own:
+        // `phase certs all` and `init` (which runs the group) never run them.
+        let standalone: Vec<&str> = certs
+            .children()
+            .iter()
+            .filter(|c| c.standalone)
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(standalone, ["check-expiration", "renew"]);
+        let all = tree.subtree_nodes("certs", certs);
+        assert!(all.iter().all(|n| !n.phase.standalone));
+        let init = tree.workflow_nodes(tree.workflow("init").unwrap());
+        assert!(init.iter().all(|n| !n.phase.standalone));
     }
 }

@@ -3,6 +3,19 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+// The harness's binary lookup (a missing etcd fails the test) and the kubelet's command
+// localisation, for the check-health test on a real member.
+#[allow(dead_code)]
+#[path = "../phases/tests/common/kubelet.rs"]
+mod kubelet;
+#[allow(dead_code)]
+#[path = "../phases/tests/common/output.rs"]
+mod output;
+#[allow(dead_code)]
+#[path = "../phases/tests/common/versions.rs"]
+mod versions;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -398,4 +411,526 @@ fn init_with_external_etcd_skips_certs_and_the_local_manifest() {
         stderr(&out)
     );
     assert!(!out_dir.exists());
+}
+
+// ---------------------------------------------------------------------------------------
+// check-expiration and renew (issue 14)
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A node's certificates made by `phase certs all` from `config`, in `<dir>/pki`.
+fn node_pki(dir: &Path, config: &str) -> PathBuf {
+    let pki = dir.join("pki");
+    let out = kubeadm_etcd(&[
+        "phase",
+        "certs",
+        "all",
+        "--config",
+        config,
+        "--cert-dir",
+        s(&pki),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    pki
+}
+
+/// `v1beta4-ecdsa-p256.yaml` with certificates that live 90 minutes.
+fn short_lived_config(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(config("v1beta4-ecdsa-p256.yaml")).unwrap()
+        + "certificateValidityPeriod: 1h30m0s\n";
+    let path = dir.join("short.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn check_expiration_lists_and_fails_on_certificates_about_to_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = node_pki(dir.path(), &config("v1beta4-ecdsa-p256.yaml"));
+    let check = |extra: &[&str]| {
+        let mut args = vec!["phase", "certs", "check-expiration", "--cert-dir", s(&pki)];
+        args.extend_from_slice(extra);
+        kubeadm_etcd(&args)
+    };
+    let out = check(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("CERTIFICATE               EXPIRES                  RESIDUAL TIME   CERTIFICATE AUTHORITY   EXTERNALLY MANAGED\napiserver-etcd-client     "),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n\nCERTIFICATE AUTHORITY   EXPIRES"),
+        "{text}"
+    );
+    assert!(
+        text.contains("   364d            etcd-ca                 no      \n"),
+        "{text}"
+    );
+
+    // A window wider than their lifetime: every leaf is due, each with its command.
+    let out = check(&["--warn-within", "400d"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "etcd-peer ({}) expires in 364d, on ",
+            s(&pki.join("etcd/peer.crt"))
+        )) && err.contains(&format!(
+            "renew it with `kubeadm-etcd phase certs renew etcd-peer --cert-dir {}`",
+            s(&pki)
+        )),
+        "{err}"
+    );
+    assert_eq!(err.matches("renew it with").count(), 4, "{err}");
+
+    // JSON in kubeadm's output API.
+    let out = check(&["-o", "json"]);
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["kind"], "CertificateExpirationInfo");
+    assert_eq!(json["apiVersion"], "output.kubeadm.k8s.io/v1alpha3");
+    assert_eq!(json["certificates"][3]["name"], "etcd-server");
+    assert_eq!(json["certificateAuthorities"][0]["name"], "etcd-ca");
+
+    // A directory without any etcd certificate is a mistake, not a node.
+    let empty = dir.path().join("empty");
+    let out = kubeadm_etcd(&[
+        "phase",
+        "certs",
+        "check-expiration",
+        "--cert-dir",
+        s(&empty),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("no etcd certificate in {}: pass", s(&empty))),
+        "{}",
+        stderr(&out)
+    );
+
+    // Missing files are listed, not a crash and not a failure (kubeadm lists them too).
+    std::fs::remove_file(pki.join("etcd/peer.crt")).unwrap();
+    std::fs::remove_file(pki.join("etcd/peer.key")).unwrap();
+    let out = check(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("\n!MISSING! etcd-peer   "),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains(&format!(
+            "etcd-peer is missing ({}): create it with `kubeadm-etcd phase certs etcd-peer`",
+            s(&pki.join("etcd/peer.crt"))
+        )),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn short_lived_certificates_fail_the_check_until_renewed() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = short_lived_config(dir.path());
+    let pki = node_pki(dir.path(), s(&short));
+    let out = kubeadm_etcd(&[
+        "phase",
+        "certs",
+        "check-expiration",
+        "--config",
+        s(&short),
+        "--cert-dir",
+        s(&pki),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("   1h              etcd-ca"),
+        "{}",
+        stdout(&out)
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("4 etcd certificate(s) expired, not valid yet, or expiring within 720h0m0s")
+            && err.contains(&format!(
+                "renew it with `kubeadm-etcd phase certs renew etcd-server --config {} --cert-dir {}`",
+                s(&short),
+                s(&pki)
+            )),
+        "{err}"
+    );
+
+    // Renewed with the usual configuration (a year), the check passes.
+    let backups = dir.path().join("backups");
+    let out = kubeadm_etcd(&[
+        "phase",
+        "certs",
+        "renew",
+        "all",
+        "--config",
+        &config("v1beta4-ecdsa-p256.yaml"),
+        "--cert-dir",
+        s(&pki),
+        "--backup-dir",
+        s(&backups),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for line in [
+        "[renew] certificate for serving etcd renewed\n",
+        "[renew] certificate for etcd nodes to communicate with each other renewed\n",
+        "[renew] certificate for liveness probes to healthcheck etcd renewed\n",
+        "[renew] certificate the apiserver uses to access etcd renewed\n",
+        "[renew] Done renewing certificates.\n",
+        "without a restart",
+        "Restart kube-apiserver on this node",
+    ] {
+        assert!(text.contains(line), "{line:?} not in:\n{text}");
+    }
+    let backup: Vec<PathBuf> = std::fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(backup.len(), 1);
+    assert!(text.contains(&format!(
+        "[renew] The previous certificates and keys are in {:?}",
+        s(&backup[0])
+    )));
+    assert_eq!(
+        listing(&backup[0]),
+        [
+            "apiserver-etcd-client.crt",
+            "apiserver-etcd-client.key",
+            "etcd/healthcheck-client.crt",
+            "etcd/healthcheck-client.key",
+            "etcd/peer.crt",
+            "etcd/peer.key",
+            "etcd/server.crt",
+            "etcd/server.key"
+        ]
+    );
+    let out = kubeadm_etcd(&["phase", "certs", "check-expiration", "--cert-dir", s(&pki)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).matches("   364d            etcd-ca").count(),
+        4,
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn renew_refusals_exit_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = node_pki(dir.path(), &config("v1beta4-ecdsa-p256.yaml"));
+    let renew = |name: &str| {
+        kubeadm_etcd(&[
+            "phase",
+            "certs",
+            "renew",
+            name,
+            "--cert-dir",
+            s(&pki),
+            "--backup-dir",
+            s(&dir.path().join("backups")),
+        ])
+    };
+    // Unknown names, the CA included, are usage errors listing the valid ones.
+    for name in ["etcd-nope", "etcd-ca"] {
+        let out = renew(name);
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        assert!(
+            stderr(&out).contains("[possible values: all, etcd-server, etcd-peer, etcd-healthcheck-client, apiserver-etcd-client]"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // A missing certificate named explicitly.
+    std::fs::remove_file(pki.join("etcd/peer.crt")).unwrap();
+    let out = renew("etcd-peer");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!(
+            "{}: missing, so there is nothing to renew; create it with `kubeadm-etcd phase certs etcd-peer`",
+            s(&pki.join("etcd/peer.crt"))
+        )),
+        "{}",
+        stderr(&out)
+    );
+    // An externally managed CA (no key): refused, naming the file, nothing written.
+    std::fs::remove_file(pki.join("etcd/ca.key")).unwrap();
+    let before = std::fs::read(pki.join("etcd/server.crt")).unwrap();
+    let out = renew("etcd-server");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("the etcd CA is externally managed")
+            && err.contains(&format!("{} does not", s(&pki.join("etcd/ca.key")))),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(pki.join("etcd/server.crt")).unwrap(), before);
+    assert!(!dir.path().join("backups").exists());
+    // check-expiration says the same thing in its table.
+    let out = kubeadm_etcd(&["phase", "certs", "check-expiration", "--cert-dir", s(&pki)]);
+    assert!(
+        stdout(&out).contains("etcd-ca                 yes"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn bundle_hosts_are_checked_and_renewed_with_the_bundle_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    let out = kubeadm_etcd(&[
+        "phase",
+        "etcd",
+        "external-bundle",
+        "--config",
+        &config("v1beta4-ecdsa-p256.yaml"),
+        "--hosts",
+        "etcd-b=10.0.1.11,etcd-a=10.0.1.10",
+        "--output-dir",
+        s(&bundle),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = kubeadm_etcd(&[
+        "phase",
+        "certs",
+        "check-expiration",
+        "--bundle-dir",
+        s(&bundle),
+        "-o",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["kind"], "List");
+    assert_eq!(json["items"][0]["host"], "etcd-a");
+    assert_eq!(json["items"][1]["host"], "etcd-b");
+    // The CA key is in the bundle's ca/ folder, not the host's: not externally managed.
+    assert_eq!(
+        json["items"][0]["certificateAuthorities"][0]["externallyManaged"],
+        false
+    );
+
+    let old = std::fs::read(bundle.join("etcd-b/pki/etcd/peer.crt")).unwrap();
+    let out = kubeadm_etcd(&[
+        "phase",
+        "certs",
+        "renew",
+        "etcd-peer",
+        "--bundle-dir",
+        s(&bundle),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("[renew] host etcd-a: certificate for etcd nodes to communicate with each other renewed\n")
+            && text.contains("[renew] host etcd-b: certificate for etcd nodes to communicate with each other renewed\n"),
+        "{text}"
+    );
+    let new = bundle.join("etcd-b/pki/etcd/peer.crt");
+    assert_ne!(std::fs::read(&new).unwrap(), old);
+    let verify = Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(bundle.join("ca/etcd/ca.crt"))
+        .arg(&new)
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{verify:?}");
+    let kept = listing(&bundle.join("backups/etcd-b"));
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(kept[0].ends_with("/etcd/peer.crt"), "{kept:?}");
+    // Still no CA key in any host folder.
+    assert!(!bundle.join("etcd-a/pki/etcd/ca.key").exists());
+
+    let out = kubeadm_etcd(&[
+        "phase",
+        "certs",
+        "check-expiration",
+        "--bundle-dir",
+        s(dir.path()),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no host folders"), "{}", stderr(&out));
+}
+
+/// Kills the member when dropped, also when an assertion fails.
+struct Member(std::process::Child);
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Everything through the binary, on a real member started from the manifest `init`
+/// wrote: its peer certificate is swapped for one that expires a second later; once it
+/// has, `check-health` names it with the renew command; `renew etcd-peer` fixes it with
+/// no restart. Addresses 127.141.<version octet>.11, registered in
+/// phases/tests/common/mod.rs.
+fn expired_peer_certificate_reported_by_check_health(version: versions::EtcdVersion) {
+    let etcd = versions::require(version, versions::Tool::Etcd);
+    let ip = format!("127.141.{}.11", version.octet());
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let write_config = |name: &str, pki: &Path, extra: &str| {
+        let path = root.join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nnodeRegistration: {{name: renew}}\n\
+                 localAPIEndpoint: {{advertiseAddress: {ip}}}\n---\napiVersion: kubeadm.k8s.io/v1beta4\n\
+                 kind: ClusterConfiguration\nencryptionAlgorithm: ECDSA-P256\ncertificatesDir: {pki}\n{extra}\
+                 etcd:\n  local:\n    dataDir: {data}\n    imageTag: {tag}-0\n",
+                pki = pki.display(),
+                data = root.join("data").display(),
+                tag = version.version(),
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let pki = root.join("pki");
+    let cfg = write_config("kubeadm.yaml", &pki, "");
+    let manifests = root.join("manifests");
+    let init = kubeadm_etcd(&["init", "--config", s(&cfg), "--manifest-dir", s(&manifests)]);
+    assert!(init.status.success(), "{}", stderr(&init));
+
+    // A peer certificate of one second, from the same CA, made by the binary.
+    let short_pki = root.join("short-pki");
+    std::fs::create_dir_all(short_pki.join("etcd")).unwrap();
+    for f in ["ca.crt", "ca.key"] {
+        std::fs::copy(pki.join("etcd").join(f), short_pki.join("etcd").join(f)).unwrap();
+    }
+    let short = write_config("short.yaml", &short_pki, "certificateValidityPeriod: 1s\n");
+    let out = kubeadm_etcd(&["phase", "certs", "etcd-peer", "--config", s(&short)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let made = Instant::now();
+    for f in ["peer.crt", "peer.key"] {
+        std::fs::copy(short_pki.join("etcd").join(f), pki.join("etcd").join(f)).unwrap();
+    }
+
+    let manifest: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(manifests.join("etcd.yaml")).unwrap())
+            .unwrap();
+    let command: Vec<String> = manifest["spec"]["containers"][0]["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let command = kubelet::localize_command(&command, ip.parse().unwrap()).split_off(1);
+    let log = std::fs::File::create(root.join("etcd.log")).unwrap();
+    let _member = Member(
+        Command::new(etcd)
+            .args(&command)
+            .env_clear()
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_secs(2).saturating_sub(made.elapsed()));
+
+    let endpoint = format!("https://{ip}:2379");
+    let check_health = || {
+        kubeadm_etcd(&[
+            "phase",
+            "etcd",
+            "check-health",
+            "--config",
+            s(&cfg),
+            "--endpoints",
+            &endpoint,
+        ])
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let health = loop {
+        let health = check_health();
+        if health.status.success() {
+            break health;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "etcd {} did not become healthy in 30s: {}\n{}",
+            version.version(),
+            stderr(&health),
+            std::fs::read_to_string(root.join("etcd.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let err = stderr(&health);
+    assert!(
+        err.contains(&format!(
+            "serves an expired peer certificate on https://{ip}:2380 (expired "
+        )) && err.contains("on that node run `kubeadm-etcd phase certs renew etcd-peer`"),
+        "{}: {err}",
+        version.version()
+    );
+
+    let out = kubeadm_etcd(&[
+        "phase",
+        "certs",
+        "renew",
+        "etcd-peer",
+        "--config",
+        s(&cfg),
+        "--backup-dir",
+        s(&root.join("backups")),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // No restart: the next handshake already gets the renewed certificate.
+    let health = check_health();
+    assert!(health.status.success(), "{}", stderr(&health));
+    assert!(
+        !stderr(&health).contains("certificate"),
+        "{}: {}",
+        version.version(),
+        stderr(&health)
+    );
+}
+
+#[test]
+fn check_health_reports_an_expired_peer_certificate_on_etcd_3_6_14() {
+    expired_peer_certificate_reported_by_check_health(versions::EtcdVersion::V3_6_14);
+}
+
+#[test]
+fn check_health_reports_an_expired_peer_certificate_on_etcd_3_7_1() {
+    expired_peer_certificate_reported_by_check_health(versions::EtcdVersion::V3_7_1);
+}
+
+/// kubeadm takes the key type from the cluster's configuration; without --config each
+/// key keeps its type instead of becoming RSA-2048.
+#[test]
+fn renew_without_a_config_keeps_the_key_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = node_pki(dir.path(), &config("v1beta4-ecdsa-p256.yaml"));
+    let out = kubeadm_etcd(&[
+        "phase",
+        "certs",
+        "renew",
+        "etcd-server",
+        "--cert-dir",
+        s(&pki),
+        "--backup-dir",
+        s(&dir.path().join("backups")),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(pki.join("etcd/server.crt"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("id-ecPublicKey") && text.contains("prime256v1"),
+        "{text}"
+    );
 }

@@ -217,6 +217,65 @@ fn certs_all_at_trace_level_prints_no_key() {
     }
 }
 
+/// `check-expiration` and `renew` (issue 14) at trace level: neither the old keys nor
+/// the new ones, nor the backed-up ones, appear.
+#[test]
+fn renew_and_check_expiration_at_trace_level_print_no_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert_dir = dir.path().join("pki");
+    let backups = dir.path().join("backups");
+    let made = certs_all(&cert_dir, "v1beta4-ecdsa-p256.yaml");
+    assert!(made.status.success(), "{}", output_text(&made));
+    let mut secrets = Secrets::default();
+    secrets.add_cert_dir(&cert_dir);
+    let pki = cert_dir.to_str().unwrap();
+    let renew = kubeadm_etcd(
+        &[
+            "phase",
+            "certs",
+            "renew",
+            "all",
+            "--config",
+            config("v1beta4-ecdsa-p256.yaml").to_str().unwrap(),
+            "--cert-dir",
+            pki,
+            "--backup-dir",
+            backups.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(renew.status.success(), "{}", output_text(&renew));
+    secrets.add_cert_dir(&cert_dir);
+    secrets.assert_absent(&output_text(&renew), "renew all");
+    for format in ["text", "json", "yaml"] {
+        let check = kubeadm_etcd(
+            &[
+                "phase",
+                "certs",
+                "check-expiration",
+                "--cert-dir",
+                pki,
+                "-o",
+                format,
+            ],
+            &[],
+        );
+        assert!(check.status.success(), "{}", output_text(&check));
+        secrets.assert_absent(
+            &output_text(&check),
+            &format!("check-expiration -o {format}"),
+        );
+    }
+    // Refused (no CA key): the error path prints no key either.
+    std::fs::remove_file(CertId::EtcdCa.key_path(&cert_dir)).unwrap();
+    let refused = kubeadm_etcd(
+        &["phase", "certs", "renew", "etcd-peer", "--cert-dir", pki],
+        &[],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    secrets.assert_absent(&output_text(&refused), "renew refused");
+}
+
 /// A good certificate directory, kept as the reference for the damaged copies.
 fn good_pki(root: &Path) -> PathBuf {
     let cert_dir = root.join("good");

@@ -571,3 +571,347 @@ fn a_kubeadm_layout_node_gets_its_files_where_kubeadm_looks() {
         "{yaml}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// check-expiration and renew (issue 14)
+
+use phases::pki::expiry::{self, ExpiryStatus};
+use phases::pki::renew::{self, RenewOptions};
+
+/// 2026-08-19T09:03:07Z: the pinned "now" of the expiry tests.
+fn fixed_now() -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(1_787_130_187).unwrap()
+}
+
+/// Re-signs the certificate of `id` under `dir` with the CA there, keeping its names
+/// and usages, valid from `not_before` to `not_after` (fixed instants, so tables and
+/// JSON are the same on every run).
+fn resign(
+    dir: &Path,
+    id: CertId,
+    not_before: time::OffsetDateTime,
+    not_after: time::OffsetDateTime,
+) {
+    let ca_pem = std::fs::read_to_string(CertId::EtcdCa.cert_path(dir)).unwrap();
+    let ca_key = std::fs::read_to_string(CertId::EtcdCa.key_path(dir)).unwrap();
+    let issuer =
+        rcgen::Issuer::from_ca_cert_pem(&ca_pem, rcgen::KeyPair::from_pem(&ca_key).unwrap())
+            .unwrap();
+    let old = describe_certificate(&std::fs::read(id.cert_path(dir)).unwrap()).unwrap();
+    let mut params = rcgen::CertificateParams::new(old.dns_names.clone()).unwrap();
+    params.subject_alt_names.extend(
+        old.ip_addresses
+            .iter()
+            .copied()
+            .map(rcgen::SanType::IpAddress),
+    );
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        old.subject.trim_start_matches("CN="),
+    );
+    params.not_before = not_before;
+    params.not_after = not_after;
+    for usage in &old.extended_key_usage {
+        params.extended_key_usages.push(match usage.as_str() {
+            "TLS Web Server Authentication" => rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            _ => rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        });
+    }
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    std::fs::write(id.cert_path(dir), cert.pem()).unwrap();
+    std::fs::write(id.key_path(dir), key.serialize_pem()).unwrap();
+}
+
+/// A node's certificates in every state check-expiration tells apart, at [`fixed_now`]:
+/// server expired yesterday, peer expiring in 2 days, healthcheck-client not valid for
+/// another hour, apiserver-etcd-client missing; the CA (made now, 10 years) fine.
+fn node_in_every_state(dir: &Path) {
+    ensure_certificates(
+        &pki_for("v1beta4-ecdsa-p256.yaml", dir),
+        &CertId::ALL,
+        false,
+    )
+    .unwrap();
+    let now = fixed_now();
+    let day = time::Duration::days(1);
+    // A CA with pinned dates (10 years from a year ago), replacing the one made now.
+    let mut ca = rcgen::CertificateParams::new(vec!["etcd-ca".to_string()]).unwrap();
+    ca.distinguished_name = rcgen::DistinguishedName::new();
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "etcd-ca");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        rcgen::KeyUsagePurpose::DigitalSignature,
+        rcgen::KeyUsagePurpose::KeyEncipherment,
+        rcgen::KeyUsagePurpose::KeyCertSign,
+    ];
+    ca.not_before = now - 365 * day;
+    ca.not_after = now + 9 * 365 * day;
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    std::fs::write(CertId::EtcdCa.cert_path(dir), ca_cert.pem()).unwrap();
+    std::fs::write(CertId::EtcdCa.key_path(dir), ca_key.serialize_pem()).unwrap();
+    resign(dir, CertId::EtcdServer, now - 365 * day, now - day);
+    resign(dir, CertId::EtcdPeer, now - 363 * day, now + 2 * day);
+    resign(
+        dir,
+        CertId::EtcdHealthcheckClient,
+        now + time::Duration::hours(1),
+        now + 365 * day,
+    );
+    std::fs::remove_file(CertId::ApiserverEtcdClient.cert_path(dir)).unwrap();
+    std::fs::remove_file(CertId::ApiserverEtcdClient.key_path(dir)).unwrap();
+}
+
+#[test]
+fn check_expiration_ranks_certificates_in_kubeadms_table() {
+    let dir = tempfile::tempdir().unwrap();
+    node_in_every_state(dir.path());
+    let now = fixed_now();
+    let info = expiry::check(dir.path(), None, now, expiry::DEFAULT_WARN_WITHIN).unwrap();
+    let statuses: Vec<(&str, ExpiryStatus)> = info.rows().map(|r| (r.name, r.status)).collect();
+    assert_eq!(
+        statuses,
+        [
+            ("apiserver-etcd-client", ExpiryStatus::Missing),
+            ("etcd-healthcheck-client", ExpiryStatus::NotYetValid),
+            ("etcd-peer", ExpiryStatus::ExpiresSoon),
+            ("etcd-server", ExpiryStatus::Expired),
+            ("etcd-ca", ExpiryStatus::Ok),
+        ]
+    );
+    let table = expiry::render_table(&info);
+    insta::assert_snapshot!("check_expiration_table", table);
+
+    let root = dir.path().display().to_string();
+    let json = serde_json::to_string_pretty(&info)
+        .unwrap()
+        .replace(&root, "<cert-dir>");
+    insta::assert_snapshot!("check_expiration_json", json);
+
+    // Without a CA key the CA and every certificate it signed are externally managed.
+    std::fs::remove_file(CertId::EtcdCa.key_path(dir.path())).unwrap();
+    let info = expiry::check(dir.path(), None, now, expiry::DEFAULT_WARN_WITHIN).unwrap();
+    assert!(info
+        .rows()
+        .filter(|r| !r.missing)
+        .all(|r| r.externally_managed));
+    // A narrower window no longer flags the peer certificate.
+    let info = expiry::check(dir.path(), None, now, std::time::Duration::from_secs(86400)).unwrap();
+    assert_eq!(info.certificates[2].status, ExpiryStatus::Ok);
+}
+
+fn renew_opts(dir: &Path, backup: &Path, now: time::OffsetDateTime) -> RenewOptions {
+    let cfg = load_file(&repo().join("testdata/config/v1beta4-extra-sans.yaml")).unwrap();
+    RenewOptions {
+        cert_dir: dir.to_path_buf(),
+        ca_dir: None,
+        algorithm: Some(phases::pki::key_algorithm(&cfg)),
+        validity: cfg.cluster.certificate_validity_period.0,
+        backup_root: backup.to_path_buf(),
+        now,
+    }
+}
+
+/// What must survive a renewal: everything but the serial, the dates and the key.
+fn identity(pem: &[u8]) -> String {
+    let mut d = describe_certificate(pem).unwrap();
+    d.serial.clear();
+    d.not_before.clear();
+    d.not_after.clear();
+    format!("{d:?}")
+}
+
+fn x509_text_names(path: &Path) -> Vec<String> {
+    let text = openssl(&["x509", "-noout", "-text", "-in", path.to_str().unwrap()]);
+    let keep = [
+        "Subject:",
+        "DNS:",
+        "Digital Signature",
+        "TLS Web",
+        "Issuer:",
+    ];
+    // Key identifiers are hex that may contain "CA:": basic constraints start the line.
+    text.lines()
+        .map(str::trim)
+        .filter(|l| keep.iter().any(|k| l.contains(k)) || l.starts_with("CA:"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn renewed_certificates_keep_their_identity_and_verify_with_openssl() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let backups = dir.path().join("backups");
+    ensure_certificates(
+        &pki_for("v1beta4-extra-sans.yaml", &pki),
+        &CertId::ALL,
+        false,
+    )
+    .unwrap();
+    let leaves: Vec<CertId> = CertId::ALL.into_iter().filter(|i| !i.is_ca()).collect();
+    let before: Vec<(Vec<u8>, Vec<u8>)> = leaves
+        .iter()
+        .map(|id| {
+            (
+                std::fs::read(id.cert_path(&pki)).unwrap(),
+                std::fs::read(id.key_path(&pki)).unwrap(),
+            )
+        })
+        .collect();
+    let texts_before: Vec<Vec<String>> = leaves
+        .iter()
+        .map(|id| x509_text_names(&id.cert_path(&pki)))
+        .collect();
+    let now = time::OffsetDateTime::now_utc();
+    let report = renew::renew(&renew_opts(&pki, &backups, now), &leaves, false).unwrap();
+    assert_eq!(report.renewed.len(), 4);
+    let backup = report.backup_dir.clone().unwrap();
+    let ca = CertId::EtcdCa.cert_path(&pki);
+    for (i, id) in leaves.iter().enumerate() {
+        let cert_path = id.cert_path(&pki);
+        let pem = std::fs::read(&cert_path).unwrap();
+        assert_ne!(pem, before[i].0, "{id:?} was renewed");
+        assert_ne!(
+            std::fs::read(id.key_path(&pki)).unwrap(),
+            before[i].1,
+            "kubeadm renews the key too"
+        );
+        assert_eq!(identity(&pem), identity(&before[i].0), "{id:?}");
+        assert_eq!(x509_text_names(&cert_path), texts_before[i], "{id:?}");
+        let verified = openssl(&[
+            "verify",
+            "-CAfile",
+            ca.to_str().unwrap(),
+            cert_path.to_str().unwrap(),
+        ]);
+        assert!(verified.contains(": OK"), "{verified}");
+        // The serial the report gives is the one openssl reads.
+        let serial = openssl(&[
+            "x509",
+            "-noout",
+            "-serial",
+            "-in",
+            cert_path.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            serial.trim(),
+            format!("serial={}", report.renewed[i].serial)
+        );
+        // Valid from now (backdated 5 minutes, kubeadm's CertificateBackdate) for
+        // certificateValidityPeriod.
+        let r = &report.renewed[i];
+        let lifetime = (r.not_after - now).whole_seconds();
+        assert!(
+            (lifetime - 8760 * 3600).abs() <= 1,
+            "{id:?}: {}",
+            r.not_after
+        );
+        let mode = |p: PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(id.key_path(&pki)), 0o600);
+        assert_eq!(mode(cert_path.clone()), 0o644);
+        // The old pair is kept, byte for byte, the key private.
+        assert_eq!(std::fs::read(id.cert_path(&backup)).unwrap(), before[i].0);
+        assert_eq!(std::fs::read(id.key_path(&backup)).unwrap(), before[i].1);
+        assert_eq!(mode(id.key_path(&backup)), 0o600);
+    }
+    assert_eq!(
+        std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    // The ensure phase accepts the renewed certificates as its own.
+    let again = ensure_certificates(
+        &pki_for("v1beta4-extra-sans.yaml", &pki),
+        &CertId::ALL,
+        false,
+    )
+    .unwrap();
+    assert!(again.written.is_empty(), "{:?}", again.events);
+
+    // A second renewal in the same second never overwrites the first backup.
+    let second = renew::renew(
+        &renew_opts(&pki, &backups, now),
+        &[CertId::EtcdServer],
+        false,
+    )
+    .unwrap();
+    let second_dir = second.backup_dir.unwrap();
+    assert_ne!(second_dir, backup);
+    assert!(
+        second_dir.to_str().unwrap().ends_with("-1"),
+        "{second_dir:?}"
+    );
+    assert_eq!(
+        std::fs::read(CertId::EtcdServer.cert_path(&backup)).unwrap(),
+        before[0].0
+    );
+}
+
+#[test]
+fn renewal_is_refused_without_the_ca_key_or_the_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    ensure_certificates(
+        &pki_for("v1beta4-extra-sans.yaml", &pki),
+        &CertId::ALL,
+        false,
+    )
+    .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let opts = renew_opts(&pki, &dir.path().join("b"), now);
+
+    let err = renew::renew(&opts, &[CertId::EtcdCa], false).unwrap_err();
+    assert!(matches!(err, PkiError::CaNotRenewable), "{err}");
+
+    std::fs::remove_file(CertId::EtcdPeer.cert_path(&pki)).unwrap();
+    let err = renew::renew(&opts, &[CertId::EtcdPeer], false).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("missing, so there is nothing to renew; create it with `kubeadm-etcd phase certs etcd-peer`"),
+        "{err}"
+    );
+    // `all` skips it, as kubeadm's `renew all` does.
+    let report = renew::renew(&opts, &[CertId::EtcdPeer, CertId::EtcdServer], true).unwrap();
+    assert_eq!(report.missing.len(), 1);
+    assert_eq!(report.renewed.len(), 1);
+
+    let server = std::fs::read(CertId::EtcdServer.cert_path(&pki)).unwrap();
+    let ca_key = CertId::EtcdCa.key_path(&pki);
+    std::fs::remove_file(&ca_key).unwrap();
+    let err = renew::renew(&opts, &[CertId::EtcdServer], false).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("the etcd CA is externally managed")
+            && message.contains(&ca_key.display().to_string()),
+        "{message}"
+    );
+    assert_eq!(
+        std::fs::read(CertId::EtcdServer.cert_path(&pki)).unwrap(),
+        server,
+        "nothing changed"
+    );
+}
+
+/// A crash between the new key and the new certificate leaves a key that is not the
+/// certificate's: the certificate phase refuses the pair, and renewing again repairs it
+/// (renewal reads only the certificate).
+#[test]
+fn renewing_again_repairs_a_pair_split_by_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let pki_cfg = pki_for("v1beta4-ecdsa-p256.yaml", &pki);
+    ensure_certificates(&pki_cfg, &CertId::ALL, false).unwrap();
+    // The new key written, the old certificate still in place.
+    let stray = rcgen::KeyPair::generate().unwrap();
+    std::fs::write(CertId::EtcdPeer.key_path(&pki), stray.serialize_pem()).unwrap();
+    let err = ensure_certificates(&pki_cfg, &CertId::ALL, false).unwrap_err();
+    assert!(matches!(err, PkiError::KeyMismatch { .. }), "{err}");
+    let mut opts = renew_opts(&pki, &dir.path().join("b"), time::OffsetDateTime::now_utc());
+    opts.algorithm = Some(pki_cfg.algorithm);
+    renew::renew(&opts, &[CertId::EtcdPeer], false).unwrap();
+    let again = ensure_certificates(&pki_cfg, &CertId::ALL, false).unwrap();
+    assert!(again.written.is_empty(), "{:?}", again.events);
+}

@@ -311,3 +311,211 @@ async fn tls_refusals_bounded(version: EtcdVersion) {
 }
 
 crate::etcd_matrix!(async tls_problems_are_refused_with_a_diagnosis => tls_refusals_bounded);
+
+// ---------------------------------------------------------------------------------------
+// Issue 14: certificate renewal on a live member (test id 140).
+
+/// `openssl s_client` against `addr` with the CA and a client certificate from
+/// `cert_dir`, verifying the chain and the IP SAN: the served certificate's
+/// `openssl x509 -serial -enddate` lines.
+fn openssl_served(addr: SocketAddr, cert_dir: &Path) -> String {
+    let tls = EtcdTls::from_cert_dir(cert_dir);
+    let out = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", &addr.to_string(), "-CAfile"])
+        .arg(&tls.ca)
+        .arg("-cert")
+        .arg(&tls.cert)
+        .arg("-key")
+        .arg(&tls.key)
+        .args(["-verify_return_error", "-verify_ip", &addr.ip().to_string()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl is installed");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout.contains("Verify return code: 0 (ok)"),
+        "{addr}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut x509 = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-enddate"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    x509.stdin
+        .take()
+        .unwrap()
+        .write_all(stdout.as_bytes())
+        .unwrap();
+    let parsed = x509.wait_with_output().unwrap();
+    assert!(parsed.status.success());
+    String::from_utf8(parsed.stdout).unwrap()
+}
+
+fn member_endpoints(
+    members: &[phases::membership::status::MemberRow],
+) -> Vec<phases::pki::served::MemberEndpoints> {
+    members
+        .iter()
+        .map(|m| phases::pki::served::MemberEndpoints {
+            label: phases::membership::member_label(m.id, &m.name),
+            client_urls: m.client_urls.clone(),
+            peer_urls: m.peer_urls.clone(),
+        })
+        .collect()
+}
+
+/// A member started (from its manifest) with an expired peer certificate: check-health's
+/// reader of served certificates names it with the renew command. `renew all` then
+/// writes certificates that `openssl verify` accepts, and etcd serves them on new
+/// connections without a restart (it reads the files for every handshake,
+/// `client/pkg/transport/listener.go`); after a restart from the same manifest it serves
+/// them too, and the renewed healthcheck-client certificate is accepted.
+async fn renewal_on_a_live_member(version: EtcdVersion) {
+    use phases::pki::renew::{self, RenewOptions};
+    use phases::pki::served;
+
+    let c = TestCluster::new(version, 140, 1);
+    let n0 = c.node(0);
+    let now = time::OffsetDateTime::now_utc();
+    let day = time::Duration::days(1);
+    let sans = vec![n0.name.clone(), "localhost".into(), n0.ip.to_string()];
+    write_pair(
+        &n0.cert_dir.join("etcd"),
+        "peer",
+        sign(&c.ca.dir, &sans, now - 30 * day, now - day),
+    );
+    c.bootstrap();
+
+    let report = health::check(&c.client(0, 0)).await.unwrap();
+    assert!(report.healthy, "{report:?}");
+    // The harness's certificates live one day: warn about the last hour only.
+    let warn_within = std::time::Duration::from_secs(3600);
+    let timeout = Duration::from_secs(2);
+    let tls = n0.tls();
+    let identity = served::ClientIdentity::load(&tls.ca, &tls.cert, &tls.key).unwrap();
+    let warnings = served::served_certificate_warnings(
+        &member_endpoints(&report.status.members),
+        Some(&identity),
+        time::OffsetDateTime::now_utc(),
+        warn_within,
+        timeout,
+    );
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    // With the client's credentials the handshakes complete and close cleanly: the
+    // member logs no rejected connection (an aborted handshake would leave one).
+    let log = c.log_tail(0);
+    assert!(
+        !log.to_lowercase().contains("rejected connection"),
+        "{version}: {log}"
+    );
+    // Without them the certificate is read all the same.
+    assert_eq!(
+        served::served_certificate_warnings(
+            &member_endpoints(&report.status.members),
+            None,
+            time::OffsetDateTime::now_utc(),
+            warn_within,
+            timeout,
+        ),
+        warnings
+    );
+    // ... by an aborted handshake, which the member does log (so the check above can
+    // tell the two apart).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !c.log_tail(0).to_lowercase().contains("rejected connection") {
+        assert!(Instant::now() < deadline, "{version}: {}", c.log_tail(0));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_says(
+        &warnings[0],
+        &[
+            "serves an expired peer certificate",
+            &n0.peer_url(),
+            "`kubeadm-etcd phase certs renew etcd-peer`",
+        ],
+    );
+
+    let leaves: Vec<CertId> = CertId::ALL.into_iter().filter(|i| !i.is_ca()).collect();
+    let renewed = renew::renew(
+        &RenewOptions {
+            cert_dir: n0.cert_dir.clone(),
+            ca_dir: None,
+            algorithm: Some(phases::config::EncryptionAlgorithm::EcdsaP256),
+            validity: std::time::Duration::from_secs(86400),
+            backup_root: c.dir.path().join("renew-backups"),
+            now: time::OffsetDateTime::now_utc(),
+        },
+        &leaves,
+        false,
+    )
+    .unwrap();
+    let serial_of = |id: CertId| {
+        let r = renewed.renewed.iter().find(|r| r.id == id).unwrap();
+        format!("serial={}", r.serial)
+    };
+    let ca = CertId::EtcdCa.cert_path(&n0.cert_dir);
+    for id in &leaves {
+        let out = std::process::Command::new("openssl")
+            .arg("verify")
+            .arg("-CAfile")
+            .arg(&ca)
+            .arg(id.cert_path(&n0.cert_dir))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{id:?}: {out:?}");
+    }
+
+    let check_served = |when: &str| {
+        let client = SocketAddr::new(n0.ip, 2379);
+        let peer = SocketAddr::new(n0.ip, 2380);
+        let served_server = openssl_served(client, &n0.cert_dir);
+        assert!(
+            served_server.contains(&serial_of(CertId::EtcdServer)),
+            "{when}: {served_server}"
+        );
+        let served_peer = openssl_served(peer, &n0.cert_dir);
+        assert!(
+            served_peer.contains(&serial_of(CertId::EtcdPeer)),
+            "{when}: {served_peer}"
+        );
+        // Our own reader sees the same certificate.
+        let der = served::served_certificate(&n0.peer_url(), Some(&identity), timeout).unwrap();
+        assert_eq!(
+            format!(
+                "serial={}",
+                renew::serial_hex(Path::new("served"), &der).unwrap()
+            ),
+            serial_of(CertId::EtcdPeer),
+            "{when}"
+        );
+    };
+    // No restart: a new handshake already gets the renewed certificates.
+    check_served("before the restart");
+    let report = health::check(&c.client(0, 0)).await.unwrap();
+    let warnings = served::served_certificate_warnings(
+        &member_endpoints(&report.status.members),
+        Some(&identity),
+        time::OffsetDateTime::now_utc(),
+        warn_within,
+        timeout,
+    );
+    assert_eq!(warnings, Vec::<String>::new());
+
+    // Restarted from the same manifest, on the renewed files.
+    c.kill(0);
+    c.start(0);
+    c.wait_healthy(0);
+    check_served("after the restart");
+    let report = health::check(&c.client(0, 0)).await.unwrap();
+    assert!(report.healthy, "{report:?}");
+}
+
+async fn renewal_on_a_live_member_bounded(version: EtcdVersion) {
+    tokio::time::timeout(Duration::from_secs(90), renewal_on_a_live_member(version))
+        .await
+        .expect("finished within 90 s");
+}
+
+crate::etcd_matrix!(async renewed_certificates_are_served => renewal_on_a_live_member_bounded);

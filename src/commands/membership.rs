@@ -359,7 +359,10 @@ fn run_status(ctx: &Context) -> anyhow::Result<()> {
 fn run_check_health(ctx: &Context) -> anyhow::Result<()> {
     let cfg = ctx.config()?;
     let (client, _) = connect(ctx, cfg)?;
-    let report = ctx.block_on(health::check(&client))?;
+    let mut report = ctx.block_on(health::check(&client))?;
+    // Expired, not yet valid or soon expiring server and peer certificates, as served.
+    let served = super::certs::served_certificate_warnings(&report.status.members, &tls(ctx, cfg)?);
+    report.warnings.extend(served);
     match ctx.value::<String>(Output).as_deref() {
         Some("json") => println!("{}", serde_json::to_string_pretty(&report)?),
         Some("yaml") => print!("{}", serde_yaml::to_string(&report)?),

@@ -14,6 +14,10 @@
 //! 3. Register the declaration below, in [`phases`] (or in [`workflows`] for a
 //!    workflow), under the group it belongs to.
 //!
+//! A command that lives under a group without being one of its steps (kubeadm's
+//! `certs check-expiration` and `certs renew` under `phase certs`) is declared with
+//! `.standalone()`: the group's `all`, the workflows and `--skip-phases` leave it out.
+//!
 //! The command, its help, the man page, the completions, the workflows' phase lists,
 //! `--skip-phases` and the README's command list (checked by a test) follow from that.
 

@@ -71,4 +71,27 @@ pub enum PkiError {
 
     #[error("failed to generate {what}: {reason}")]
     Generate { what: String, reason: String },
+
+    #[error("{}: cannot be renewed here: the etcd CA is externally managed ({} exists, {} does not); sign a new certificate for the same names with your CA, or put the CA key at {}", cert.display(), ca_cert.display(), ca_key.display(), ca_key.display())]
+    ExternalCaCannotRenew {
+        cert: PathBuf,
+        ca_cert: PathBuf,
+        ca_key: PathBuf,
+    },
+
+    #[error("{}: missing, so there is nothing to renew; create it with `kubeadm-etcd phase certs {phase}`", cert.display())]
+    RenewMissing { cert: PathBuf, phase: &'static str },
+
+    #[error("etcd-ca: certificate authorities are not renewed (kubeadm does not renew them either): a new CA means new certificates for every member and client; renew one of etcd-server, etcd-peer, etcd-healthcheck-client, apiserver-etcd-client, or all")]
+    CaNotRenewable,
+
+    #[error("failed to back up {} before renewing it", path.display())]
+    Backup {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{}: no host folders (<host>/kubeadmcfg.yaml) in it; pass the directory `kubeadm-etcd phase etcd external-bundle --output-dir` wrote", dir.display())]
+    NotABundle { dir: PathBuf },
 }

@@ -7,9 +7,12 @@
 //! time) and every file is written atomically, keys with mode 0600.
 
 mod error;
+pub mod expiry;
 mod inspect;
 mod keypem;
 mod profile;
+pub mod renew;
+pub mod served;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -262,7 +265,7 @@ fn sign(
         report.events.push(Event::Generating {
             base_name: id.base_name(),
         });
-        let params = certificate_params(&profile)?;
+        let params = certificate_params(&profile, time::OffsetDateTime::now_utc())?;
         let cert_pem = if id.is_ca() {
             let cert = params
                 .self_signed(&key)
@@ -405,8 +408,12 @@ pub fn generate_key(algorithm: EncryptionAlgorithm) -> Result<KeyPair, PkiError>
     })
 }
 
-/// The X.509 template of a profile, as kubeadm's pkiutil fills it.
-fn certificate_params(profile: &Profile) -> Result<CertificateParams, PkiError> {
+/// The X.509 template of a profile, as kubeadm's pkiutil fills it, valid from `now`
+/// (backdated by [`CERTIFICATE_BACKDATE`]) for the profile's validity.
+fn certificate_params(
+    profile: &Profile,
+    now: time::OffsetDateTime,
+) -> Result<CertificateParams, PkiError> {
     use rand::Rng;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -415,7 +422,7 @@ fn certificate_params(profile: &Profile) -> Result<CertificateParams, PkiError> 
     // kubeadm: a random serial in [1, MaxInt64).
     let serial: u64 = rand::rng().random_range(1..i64::MAX as u64);
     params.serial_number = Some(serial.into());
-    let now = time::OffsetDateTime::now_utc()
+    let now = now
         .replace_nanosecond(0)
         .expect("zero is a valid nanosecond");
     params.not_before = now - CERTIFICATE_BACKDATE;

@@ -52,6 +52,9 @@
 //! | 86      | issue 13: root `tests/upgrade_cli.rs`, 3.6.14 → 3.7.1 killed |
 //! | 100-114 | the learner lifecycle tests (`learner`; matrix ids even)    |
 //! | 130-132 | `kubelet`: the stand-in's behaviour and the learner probes  |
+//! | 140     | issue 14: `tls::renewed_certificates_are_served` (matrix)   |
+//! | 141     | issue 14: root `tests/cli_certs.rs`, check-health and renew (3.6.14, 3.7.1) |
+//! | 142-149 | issue 14 (certificates): reserved                           |
 //! | 250     | never: `hack/local-cluster.sh` (127.250.0.11-13)            |
 //! | 251     | never: `hack/bench_join.py` (127.251.0.11-12)               |
 
