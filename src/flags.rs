@@ -50,12 +50,15 @@ pub enum Flag {
     KubeadmVersion,
     /// Taken by every workflow, not by phases.
     SkipPhases,
+    Replace,
+    RollbackOnTimeout,
+    StallTimeout,
 }
 
 impl Flag {
     /// Every flag, for tests that check all of them.
     #[cfg(test)]
-    pub const ALL: [Flag; 31] = [
+    pub const ALL: [Flag; 34] = [
         Flag::Config,
         Flag::CertDir,
         Flag::NodeName,
@@ -87,6 +90,9 @@ impl Flag {
         Flag::EtcdVersion,
         Flag::KubeadmVersion,
         Flag::SkipPhases,
+        Flag::Replace,
+        Flag::RollbackOnTimeout,
+        Flag::StallTimeout,
     ];
 
     /// The long name on the command line (`cert-dir`), which is also the clap id.
@@ -123,6 +129,9 @@ impl Flag {
             Flag::EtcdVersion => "etcd-version",
             Flag::KubeadmVersion => "kubeadm-version",
             Flag::SkipPhases => "skip-phases",
+            Flag::Replace => "replace",
+            Flag::RollbackOnTimeout => "rollback-on-timeout",
+            Flag::StallTimeout => "stall-timeout",
         }
     }
 
@@ -202,6 +211,10 @@ impl Flag {
             Flag::EtcdVersion => value("VERSION", "The etcd release to move this member to: an image tag (3.6.14-0) or a release (v3.6.14)"),
             Flag::KubeadmVersion => value("1.N", "Render, sign and check as this kubeadm release does (1.29-1.37), for a kubeadm binary whose minor differs from kubernetesVersion's [default: the minor of kubernetesVersion]")
                 .value_parser(parse_kubeadm_minor),
+            Flag::Replace => switch("This node replaces the member that has its name (or its peer URL and has run): remove that member first, only when it is down (no answer on its client URL, no raft connection from any other member) and its removal keeps quorum, then join"),
+            Flag::RollbackOnTimeout => switch("When promote gives up (--timeout or --stall-timeout), remove the learner so that it does not block the next join; never a voter"),
+            Flag::StallTimeout => value("DURATION", "Give up on a learner that makes no progress for this long (does not start, its applied index does not move, or it does not answer), in Go's syntax (2m) [default: only --timeout]")
+                .value_parser(|s: &str| GoDuration::parse(s).map_err(|e| e.to_string())),
             Flag::SkipPhases => value("PHASES", "Comma-separated phases to skip, named as listed below (certs/etcd-peer)")
                 .value_delimiter(',')
                 .action(ArgAction::Append),

@@ -52,6 +52,7 @@ impl Log {
                 Event::ClusterHealthy { .. } => "healthy",
                 Event::VoterDown { .. } => "voter-down",
                 Event::DataDirWiped { .. } => "wiped",
+                Event::StaleMemberRemoved { .. } => "stale-removed",
                 Event::MemberReused { .. } => "reused",
                 Event::LearnerAdded { .. } => "added",
                 Event::Retrying { .. } => "retrying",
@@ -88,6 +89,8 @@ fn promote_opts(id: MemberId, timeout: f64) -> PromoteOptions {
         selectors: vec![Selector::Id(id)],
         timeout: secs(timeout),
         health_timeout: secs(40.0),
+        stall_timeout: None,
+        rollback_on_timeout: false,
     }
 }
 
@@ -454,6 +457,7 @@ fn join_opts(n: usize, timeout: f64, dir: &std::path::Path) -> JoinOptions {
         peer_url: fake::peer_url(n),
         data_dir: dir.join(format!("data{n}")),
         wipe_data_dir: false,
+        replace: false,
         timeout: secs(timeout),
         dry_run: false,
     }

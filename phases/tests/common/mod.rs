@@ -52,6 +52,10 @@
 //! | 86      | issue 13: root `tests/upgrade_cli.rs`, 3.6.14 → 3.7.1 killed |
 //! | 100-114 | the learner lifecycle tests (`learner`; matrix ids even)    |
 //! | 130-132 | `kubelet`: the stand-in's behaviour and the learner probes  |
+//! | 160     | issue 14: `replace::replace_a_dead_voter_of_three` (3.6.14, 3.7.1) |
+//! | 162     | issue 14: `replace::replace_refusals_change_nothing_etcd_3_5_30` |
+//! | 164     | issue 14: `replace::a_learner_that_never_starts_is_rolled_back` (3.6.14, 3.7.1) |
+//! | 166-169 | issue 14: reserved (`--replace`, `--rollback-on-timeout`)   |
 //! | 250     | never: `hack/local-cluster.sh` (127.250.0.11-13)            |
 //! | 251     | never: `hack/bench_join.py` (127.251.0.11-12)               |
 
