@@ -139,7 +139,12 @@ impl Node {
     }
 
     fn new(root: &Path, version: EtcdVersion, index: u8) -> Self {
-        let ip = Ipv4Addr::new(127, TEST_ID, version.octet(), 10 + index);
+        Self::on(root, TEST_ID, version, index)
+    }
+
+    /// A node on the addresses of test `test_id` (registered in `phases/tests/common/mod.rs`).
+    fn on(root: &Path, test_id: u8, version: EtcdVersion, index: u8) -> Self {
+        let ip = Ipv4Addr::new(127, test_id, version.octet(), 10 + index);
         let name = format!("node{index}");
         let dir = root.join(&name);
         std::fs::create_dir_all(&dir).unwrap();
@@ -609,3 +614,136 @@ fn tool_killed(version: EtcdVersion) {
 }
 
 crate::etcd_matrix!(the_tool_killed_mid_join_converges_on_rerun => tool_killed);
+
+/// `--replace` and `--rollback-on-timeout` through the binary (issue 14), on etcd 3.6.14:
+/// the messages and exit codes a user sees. A learner that never starts: promote's
+/// timeout names `--rollback-on-timeout` (exit 1), and with it (and `--stall-timeout`)
+/// the learner is removed and the error says so. A name taken by a member that answers:
+/// refused without `--replace` (naming it) and with it (naming the check); nothing
+/// changes. A bad duration is a usage error (exit 2).
+#[test]
+fn replace_and_rollback_messages_and_exit_codes_etcd_3_6_14() {
+    let version = EtcdVersion::V3_6_14;
+    let etcd = versions::require(version, Tool::Etcd);
+    etcdctl_binary();
+    let tmp = tempfile::tempdir().unwrap();
+    let nodes: Vec<Node> = (0..3)
+        .map(|i| Node::on(tmp.path(), 166, version, i))
+        .collect();
+    run_ok(nodes[0].tool(&["certs", "all"]));
+    for node in &nodes[1..] {
+        std::fs::create_dir_all(node.cert_dir().join("etcd")).unwrap();
+        for file in ["ca.crt", "ca.key"] {
+            std::fs::copy(
+                nodes[0].cert_dir().join("etcd").join(file),
+                node.cert_dir().join("etcd").join(file),
+            )
+            .unwrap();
+        }
+        run_ok(node.tool(&["certs", "all"]));
+    }
+    run_ok(nodes[0].tool(&["etcd", "local"]));
+    let _etcd0 = nodes[0].start_etcd(&etcd);
+    wait_healthy(&nodes[0]);
+    let endpoints = nodes[0].client_url();
+    let failed = |cmd: Command, code: i32| -> String {
+        let what = format!("{cmd:?}");
+        let out = run(cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "{what}: {stderr}");
+        stderr
+    };
+    let only_node0 = [(nodes[0].peer_url(), false)];
+
+    // A learner that never starts (no kubelet runs node1's manifest).
+    run_ok(nodes[1].tool(&["etcd", "join-learner", "--endpoints", &endpoints]));
+    let stderr = failed(
+        nodes[1].tool(&[
+            "etcd",
+            "promote",
+            "--endpoints",
+            &endpoints,
+            "--timeout",
+            "2s",
+        ]),
+        1,
+    );
+    for part in [
+        "never started within 2s",
+        "remove-member --id",
+        "--rollback-on-timeout",
+    ] {
+        assert!(stderr.contains(part), "{part:?} is not in:\n{stderr}");
+    }
+    assert_eq!(
+        members(&nodes[0]),
+        [(nodes[0].peer_url(), false), (nodes[1].peer_url(), true)]
+    );
+    let stderr = failed(
+        nodes[1].tool(&[
+            "etcd",
+            "promote",
+            "--endpoints",
+            &endpoints,
+            "--stall-timeout",
+            "1s",
+            "--rollback-on-timeout",
+        ]),
+        1,
+    );
+    for part in [
+        "made no progress for 1",
+        "(--stall-timeout)",
+        "Removed the learner",
+        "(--rollback-on-timeout)",
+        "run the join again",
+    ] {
+        assert!(stderr.contains(part), "{part:?} is not in:\n{stderr}");
+    }
+    assert!(!stderr.contains("To roll the learner back"), "{stderr}");
+    assert_eq!(members(&nodes[0]), only_node0);
+
+    // node2 claims node0's name, while node0 answers.
+    let join_as_node0 = |replace: bool| {
+        let mut args = vec![
+            "etcd",
+            "join-learner",
+            "--endpoints",
+            &endpoints,
+            "--node-name",
+            "node0",
+        ];
+        if replace {
+            args.push("--replace");
+        }
+        nodes[2].tool(&args)
+    };
+    let stderr = failed(join_as_node0(false), 1);
+    for part in ["is already taken by member", "rerun with --replace"] {
+        assert!(stderr.contains(part), "{part:?} is not in:\n{stderr}");
+    }
+    let stderr = failed(join_as_node0(true), 1);
+    for part in [
+        "refusing to replace member",
+        "(node0) (--replace): it is not known to be down: it answers on its client URL",
+        "Nothing was changed",
+    ] {
+        assert!(stderr.contains(part), "{part:?} is not in:\n{stderr}");
+    }
+    assert_eq!(members(&nodes[0]), only_node0);
+    assert!(!nodes[2].manifest_dir().join("etcd.yaml").exists());
+
+    // A bad duration: a usage error.
+    let stderr = failed(
+        nodes[1].tool(&[
+            "etcd",
+            "promote",
+            "--endpoints",
+            &endpoints,
+            "--stall-timeout",
+            "soon",
+        ]),
+        2,
+    );
+    assert!(stderr.contains("--stall-timeout"), "{stderr}");
+}
