@@ -18,7 +18,9 @@
 //! `fault-suite: tool-killed etcd-<version> runs=<n> failures=<f> seed=<s> ...`.
 //!
 //! Runs on every etcd of the test matrix (`phases/tests/common/versions.rs`). Addresses:
-//! `127.72.<version octet>.x`, registered in `phases/tests/common/mod.rs`. Members are killed when their guard drops, also on a
+//! `127.72.<version octet>.x`, registered in `phases/tests/common/mod.rs` (the
+//! `--replace`/`--rollback-on-timeout` messages test at the end: `127.166.5.x`). Members
+//! are killed when their guard drops, also on a
 //! failed assertion; unlike the phases harness they are not bound to the test process's
 //! death, since this package has no libc for `PR_SET_PDEATHSIG`.
 
