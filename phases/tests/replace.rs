@@ -77,14 +77,14 @@ async fn members(c: &TestCluster, via: &[usize]) -> Vec<(String, bool, MemberId)
 // Three voters; node2's machine dies and is re-imaged with the same name and address.
 // `join-learner --replace` removes the dead member and adds node2 as a learner in one
 // step; it is promoted, and the cluster is three healthy voters again, with a writer
-// running throughout that loses nothing. The first attempt crashes between the removal
-// and the add (its reporter panics there); the rerun converges, and reruns after the add
-// and after the promotion change nothing.
+// running through the whole replacement (from the election after the death) that loses
+// nothing and never sees quorum lost. A dry run first removes nothing. The first attempt
+// crashes between the removal and the add (its reporter panics there); the rerun
+// converges, and reruns after the add and after the promotion change nothing.
 async fn replace_a_dead_voter(version: EtcdVersion, test_id: u8) {
     let c = TestCluster::new(version, test_id, 3);
     faults::start_voters(&c, 3);
     let survivors = [0, 1];
-    let writer = Writer::start(&c, &survivors).await;
     let old_id = faults::client_via(&c, &[2], 2)
         .status(&c.node(2).client_url())
         .await
@@ -92,8 +92,31 @@ async fn replace_a_dead_voter(version: EtcdVersion, test_id: u8) {
         .member_id;
     c.kill(2);
     reimage(&c, 2);
-    // node2 may have led: the join starts once there is another leader.
+    // node2 may have led: the join starts once there is another leader. The writer runs
+    // from then on, through the whole replacement.
     faults::leader(&c, &survivors).await;
+    let writer = Writer::start(&c, &survivors).await;
+
+    // A dry run says what it would remove, and removes nothing.
+    let events = Mutex::new(Vec::new());
+    let dry = join::add_learner(
+        &faults::client_via(&c, &survivors, 2),
+        &JoinOptions {
+            dry_run: true,
+            ..replace_options(&c, 2)
+        },
+        &mut |e| events.lock().unwrap().push(e),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("dry run of the replacing join: {e}"));
+    assert_eq!(dry.outcome, AddOutcome::WouldAdd);
+    assert!(
+        events.lock().unwrap().iter().any(|e| matches!(e,
+            Event::StaleMemberRemoved { id, dry_run: true, was_learner: false, .. } if *id == old_id)),
+        "{:?}",
+        events.lock().unwrap()
+    );
+    assert!(members(&c, &survivors).await.iter().any(|m| m.2 == old_id));
 
     // The first attempt dies right after the removal, before the add.
     let crashed = {
