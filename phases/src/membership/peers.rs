@@ -34,7 +34,12 @@ pub(crate) async fn active_peers(
     timeout: Duration,
 ) -> Result<Vec<MemberId>, RpcError> {
     match tokio::time::timeout(timeout, fetch_metrics(tls, url)).await {
-        Ok(Ok(text)) => Ok(parse_active_peers(&text)),
+        Ok(Ok(text)) => parse_active_peers(&text).ok_or_else(|| RpcError {
+            kind: EtcdErrorKind::Other,
+            message: format!(
+                "{url}/metrics has no {ACTIVE_PEERS} sample: the member does not say which peers it is connected to"
+            ),
+        }),
         Ok(Err(message)) => Err(RpcError {
             kind: EtcdErrorKind::Unavailable,
             message: format!("{url}/metrics: {message}"),
@@ -114,9 +119,12 @@ fn client_config(tls: &EtcdTls) -> Result<ClientConfig, String> {
 }
 
 /// The `Remote` of every `etcd_network_active_peers` sample above 0. The gauge keeps a
-/// sample at 0 for a peer that was active once and is not now.
-pub(crate) fn parse_active_peers(text: &str) -> Vec<MemberId> {
+/// sample at 0 for a peer that was active once and is not now, and a member of a cluster
+/// of several has had a peer: no sample at all means the page does not say (another
+/// format, a member that never connected to anyone), `None`, never "connected to nobody".
+pub(crate) fn parse_active_peers(text: &str) -> Option<Vec<MemberId>> {
     let mut out = Vec::new();
+    let mut samples = 0;
     for line in text.lines() {
         let Some(rest) = line.strip_prefix(ACTIVE_PEERS) else {
             continue;
@@ -124,6 +132,7 @@ pub(crate) fn parse_active_peers(text: &str) -> Vec<MemberId> {
         let Some((labels, value)) = rest.strip_prefix('{').and_then(|r| r.split_once('}')) else {
             continue;
         };
+        samples += 1;
         let active = value
             .split_whitespace()
             .next()
@@ -136,11 +145,13 @@ pub(crate) fn parse_active_peers(text: &str) -> Vec<MemberId> {
             let (k, v) = pair.split_once('=')?;
             (k.trim() == "Remote").then(|| v.trim().trim_matches('"'))
         });
-        if let Some(id) = remote.and_then(|r| r.parse::<MemberId>().ok()) {
-            out.push(id);
+        match remote.and_then(|r| r.parse::<MemberId>().ok()) {
+            Some(id) => out.push(id),
+            // An active peer this parser cannot name: not "nobody".
+            None => return None,
         }
     }
-    out
+    (samples > 0).then_some(out)
 }
 
 #[cfg(test)]
@@ -157,7 +168,18 @@ etcd_network_active_peers{Local=\"8211f1d0f64f3269\",Remote=\"fd422379fda50e48\"
 etcd_network_active_peers_total 3
 etcd_network_disconnected_peers_total{Local=\"8211f1d0f64f3269\",Remote=\"fd422379fda50e48\"} 1
 ";
-        assert_eq!(parse_active_peers(text), [MemberId(0x91bc3c398fb3c146)]);
-        assert!(parse_active_peers("").is_empty());
+        assert_eq!(
+            parse_active_peers(text),
+            Some(vec![MemberId(0x91bc3c398fb3c146)])
+        );
+        // Every peer inactive: connected to nobody.
+        let idle = "etcd_network_active_peers{Local=\"1\",Remote=\"2\"} 0\n";
+        assert_eq!(parse_active_peers(idle), Some(vec![]));
+        // No sample, or an active one without a readable peer: the page does not say.
+        assert_eq!(parse_active_peers(""), None);
+        assert_eq!(
+            parse_active_peers("etcd_network_active_peers{Local=\"1\"} 1\n"),
+            None
+        );
     }
 }

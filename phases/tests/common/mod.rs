@@ -53,7 +53,7 @@
 //! | 100-114 | the learner lifecycle tests (`learner`; matrix ids even)    |
 //! | 130-132 | `kubelet`: the stand-in's behaviour and the learner probes  |
 //! | 160     | issue 14: `replace::replace_a_dead_voter_of_three` (3.6.14, 3.7.1) |
-//! | 162     | issue 14: `replace::replace_refusals_change_nothing_etcd_3_5_30` |
+//! | 162     | issue 14: `replace::replace_refusals_change_nothing_etcd_3_{4_23,5_30}` |
 //! | 164     | issue 14: `replace::a_learner_that_never_starts_is_rolled_back` (3.6.14, 3.7.1) |
 //! | 166     | issue 14: root `tests/faults_cli.rs`, `replace_and_rollback_messages_and_exit_codes_etcd_3_6_14` |
 //! | 167     | issue 14: root `tests/faults_cli.rs`, `replace_killed_between_removal_and_add_converges_etcd_3_6_14` |
