@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::TestCluster;
 use common::faults::{self, Expected, Writer};
+use common::kubelet::KubeletEvent;
 use common::EtcdVersion;
 use phases::membership::join::{self, AddOutcome, JoinOptions};
 use phases::membership::promote::{self, PromoteOptions, PromoteOutcome};
@@ -358,6 +359,10 @@ async fn replace_refusals_change_nothing_etcd_3_4_23() {
 // the learner stays, blocking the next join ("too many learner members"); with it, the
 // learner is removed, the error says so, and the join that follows goes through and is
 // promoted.
+//
+// How the learner fails to start: on 3.6.14 no kubelet runs node1's manifest; on 3.7.1 the
+// kubelet stand-in runs it but its image cannot be pulled (a tag no release has), and the
+// fixed node is the manifest the next join writes, which the kubelet then starts.
 async fn rollback_a_learner_that_never_starts(version: EtcdVersion, test_id: u8) {
     let c = TestCluster::new(version, test_id, 3);
     c.bootstrap();
@@ -367,6 +372,20 @@ async fn rollback_a_learner_that_never_starts(version: EtcdVersion, test_id: u8)
         .await
         .unwrap();
     let id = joined.member_id.unwrap();
+    let kubelet = (version == EtcdVersion::V3_7_1).then(|| {
+        let path = c.node(1).manifest_path();
+        let manifest = std::fs::read_to_string(&path).unwrap();
+        let tag = version.image_tag();
+        assert!(manifest.contains(&tag), "{manifest}");
+        std::fs::write(&path, manifest.replace(&tag, "3.7.99-0")).unwrap();
+        let k = c.run_kubelet_by_image(1, 0.1, Duration::from_millis(200));
+        k.wait_for(
+            Duration::from_secs(10),
+            |e| matches!(e, KubeletEvent::StartFailed(why) if why.contains("cannot pull")),
+        )
+        .unwrap_or_else(|events| panic!("the bad image was started? {events:?}"));
+        k
+    });
     let stall = Duration::from_secs(2);
     let opts = |rollback: bool| PromoteOptions {
         selectors: vec![Selector::Id(id)],
@@ -428,7 +447,9 @@ async fn rollback_a_learner_that_never_starts(version: EtcdVersion, test_id: u8)
         .await
         .unwrap();
     assert_ne!(joined.member_id, Some(id));
-    c.start(1);
+    if kubelet.is_none() {
+        c.start(1);
+    }
     let promoted = promote::promote(&client, &c.promote_options(1, PROMOTE_TIMEOUT), &mut |_| {})
         .await
         .unwrap_or_else(|e| panic!("promote after the rollback: {e}\n{}", c.log_tail(1)));
