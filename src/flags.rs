@@ -56,12 +56,18 @@ pub enum Flag {
     RenewTarget,
     /// Taken by every workflow, not by phases.
     SkipPhases,
+    /// `join-learner`: remove this node's dead member first.
+    Replace,
+    /// `promote`: remove a learner that never made it.
+    RollbackOnTimeout,
+    /// `promote`: how long a learner may make no progress.
+    StallTimeout,
 }
 
 impl Flag {
     /// Every flag, for tests that check all of them.
     #[cfg(test)]
-    pub const ALL: [Flag; 34] = [
+    pub const ALL: [Flag; 37] = [
         Flag::Config,
         Flag::CertDir,
         Flag::NodeName,
@@ -96,6 +102,9 @@ impl Flag {
         Flag::BundleDir,
         Flag::RenewTarget,
         Flag::SkipPhases,
+        Flag::Replace,
+        Flag::RollbackOnTimeout,
+        Flag::StallTimeout,
     ];
 
     /// The long name on the command line (`cert-dir`), which is also the clap id.
@@ -135,6 +144,9 @@ impl Flag {
             Flag::BundleDir => "bundle-dir",
             Flag::RenewTarget => "certificate",
             Flag::SkipPhases => "skip-phases",
+            Flag::Replace => "replace",
+            Flag::RollbackOnTimeout => "rollback-on-timeout",
+            Flag::StallTimeout => "stall-timeout",
         }
     }
 
@@ -225,6 +237,10 @@ impl Flag {
                 .required(true)
                 .action(ArgAction::Set)
                 .value_parser(renew_targets()),
+            Flag::Replace => switch("This node replaces the member that has its name (or its peer URL and has run): remove that member first, only when it is down (no answer on its client URL, no raft connection from any other member) and its removal keeps quorum, then join"),
+            Flag::RollbackOnTimeout => switch("When promote gives up (--timeout or --stall-timeout), remove the learner so that it does not block the next join; never a voter"),
+            Flag::StallTimeout => value("DURATION", "Give up on a learner that makes no progress for this long (does not start, its applied index does not move, or it does not answer), in Go's syntax (2m) [default: only --timeout]")
+                .value_parser(|s: &str| GoDuration::parse(s).map_err(|e| e.to_string())),
             Flag::SkipPhases => value("PHASES", "Comma-separated phases to skip, named as listed below (certs/etcd-peer)")
                 .value_delimiter(',')
                 .action(ArgAction::Append),

@@ -18,7 +18,9 @@
 //! `fault-suite: tool-killed etcd-<version> runs=<n> failures=<f> seed=<s> ...`.
 //!
 //! Runs on every etcd of the test matrix (`phases/tests/common/versions.rs`). Addresses:
-//! `127.72.<version octet>.x`, registered in `phases/tests/common/mod.rs`. Members are killed when their guard drops, also on a
+//! `127.72.<version octet>.x`, registered in `phases/tests/common/mod.rs` (the
+//! `--replace` tests at the end: `127.166.5.x` and `127.167.5.x`). Members
+//! are killed when their guard drops, also on a
 //! failed assertion; unlike the phases harness they are not bound to the test process's
 //! death, since this package has no libc for `PR_SET_PDEATHSIG`.
 
@@ -139,7 +141,12 @@ impl Node {
     }
 
     fn new(root: &Path, version: EtcdVersion, index: u8) -> Self {
-        let ip = Ipv4Addr::new(127, TEST_ID, version.octet(), 10 + index);
+        Self::on(root, TEST_ID, version, index)
+    }
+
+    /// A node on the addresses of test `test_id` (registered in `phases/tests/common/mod.rs`).
+    fn on(root: &Path, test_id: u8, version: EtcdVersion, index: u8) -> Self {
+        let ip = Ipv4Addr::new(127, test_id, version.octet(), 10 + index);
         let name = format!("node{index}");
         let dir = root.join(&name);
         std::fs::create_dir_all(&dir).unwrap();
@@ -609,3 +616,272 @@ fn tool_killed(version: EtcdVersion) {
 }
 
 crate::etcd_matrix!(the_tool_killed_mid_join_converges_on_rerun => tool_killed);
+
+/// `--replace` and `--rollback-on-timeout` through the binary (issue 14), on etcd 3.6.14:
+/// the messages and exit codes a user sees. A learner that never starts: promote's
+/// timeout names `--rollback-on-timeout` (exit 1), and with it (and `--stall-timeout`)
+/// the learner is removed and the error says so. A name taken by a member that answers:
+/// refused without `--replace` (naming it) and with it (naming the check); nothing
+/// changes. A bad duration is a usage error (exit 2).
+#[test]
+fn replace_and_rollback_messages_and_exit_codes_etcd_3_6_14() {
+    let version = EtcdVersion::V3_6_14;
+    let etcd = versions::require(version, Tool::Etcd);
+    etcdctl_binary();
+    let tmp = tempfile::tempdir().unwrap();
+    let nodes: Vec<Node> = (0..3)
+        .map(|i| Node::on(tmp.path(), 166, version, i))
+        .collect();
+    run_ok(nodes[0].tool(&["certs", "all"]));
+    for node in &nodes[1..] {
+        std::fs::create_dir_all(node.cert_dir().join("etcd")).unwrap();
+        for file in ["ca.crt", "ca.key"] {
+            std::fs::copy(
+                nodes[0].cert_dir().join("etcd").join(file),
+                node.cert_dir().join("etcd").join(file),
+            )
+            .unwrap();
+        }
+        run_ok(node.tool(&["certs", "all"]));
+    }
+    run_ok(nodes[0].tool(&["etcd", "local"]));
+    let _etcd0 = nodes[0].start_etcd(&etcd);
+    wait_healthy(&nodes[0]);
+    let endpoints = nodes[0].client_url();
+    let failed = |cmd: Command, code: i32| -> String {
+        let what = format!("{cmd:?}");
+        let out = run(cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "{what}: {stderr}");
+        stderr
+    };
+    let only_node0 = [(nodes[0].peer_url(), false)];
+
+    // A learner that never starts (no kubelet runs node1's manifest).
+    run_ok(nodes[1].tool(&["etcd", "join-learner", "--endpoints", &endpoints]));
+    let stderr = failed(
+        nodes[1].tool(&[
+            "etcd",
+            "promote",
+            "--endpoints",
+            &endpoints,
+            "--timeout",
+            "2s",
+        ]),
+        1,
+    );
+    for part in [
+        "never started within 2",
+        "remove-member --id",
+        "--rollback-on-timeout",
+    ] {
+        assert!(stderr.contains(part), "{part:?} is not in:\n{stderr}");
+    }
+    assert_eq!(
+        members(&nodes[0]),
+        [(nodes[0].peer_url(), false), (nodes[1].peer_url(), true)]
+    );
+    let stderr = failed(
+        nodes[1].tool(&[
+            "etcd",
+            "promote",
+            "--endpoints",
+            &endpoints,
+            "--stall-timeout",
+            "1s",
+            "--rollback-on-timeout",
+        ]),
+        1,
+    );
+    for part in [
+        "made no progress for 1",
+        "(--stall-timeout)",
+        "Removed the learner",
+        "(--rollback-on-timeout)",
+        "run the join again",
+    ] {
+        assert!(stderr.contains(part), "{part:?} is not in:\n{stderr}");
+    }
+    assert!(!stderr.contains("To roll the learner back"), "{stderr}");
+    assert_eq!(members(&nodes[0]), only_node0);
+
+    // node2 claims node0's name, while node0 answers.
+    let join_as_node0 = |replace: bool| {
+        let mut args = vec![
+            "etcd",
+            "join-learner",
+            "--endpoints",
+            &endpoints,
+            "--node-name",
+            "node0",
+        ];
+        if replace {
+            args.push("--replace");
+        }
+        nodes[2].tool(&args)
+    };
+    let stderr = failed(join_as_node0(false), 1);
+    for part in ["is already taken by member", "rerun with --replace"] {
+        assert!(stderr.contains(part), "{part:?} is not in:\n{stderr}");
+    }
+    let stderr = failed(join_as_node0(true), 1);
+    for part in [
+        "refusing to replace member",
+        "(node0) (--replace): it is not known to be down: it answers on its client URL",
+        "Nothing was changed",
+    ] {
+        assert!(stderr.contains(part), "{part:?} is not in:\n{stderr}");
+    }
+    assert_eq!(members(&nodes[0]), only_node0);
+    assert!(!nodes[2].manifest_dir().join("etcd.yaml").exists());
+
+    // A bad duration: a usage error.
+    let stderr = failed(
+        nodes[1].tool(&[
+            "etcd",
+            "promote",
+            "--endpoints",
+            &endpoints,
+            "--stall-timeout",
+            "soon",
+        ]),
+        2,
+    );
+    assert!(stderr.contains("--stall-timeout"), "{stderr}");
+}
+
+const REPLACE_STAGES: &[(&str, &str)] = &[
+    ("Removed the", "removed"),
+    ("Checked the etcd cluster", "checked"),
+    ("Announced new etcd member", "added"),
+    ("was written", "manifest-written"),
+];
+
+/// (peer URL, hex ID) of every member, as etcdctl sees them.
+fn member_ids(node0: &Node) -> Vec<(String, String)> {
+    let out = run_ok(etcdctl(node0, &["member", "list", "-w", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut ids: Vec<(String, String)> = v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["peerURLs"][0].as_str().unwrap().to_string(),
+                format!("{:x}", m["ID"].as_u64().unwrap()),
+            )
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// `join-learner --replace` SIGKILLed at random moments (seeded, `FAULT_SEED` replays),
+/// half of them right after the line it prints once the old member is removed, so that
+/// the kill lands between the removal and the add; then rerun. A one-voter cluster whose
+/// learner node1 ran, died and was re-imaged (same name and address, empty data
+/// directory). After every kill: node0 and at most one member with node1's peer URL. In
+/// the end node1 is a new learner, and is promoted.
+#[test]
+fn replace_killed_between_removal_and_add_converges_etcd_3_6_14() {
+    let version = EtcdVersion::V3_6_14;
+    versions::require(version, Tool::Etcd);
+    etcdctl_binary();
+    let (runs, seed) = (runs(), seed());
+    let mut rng = Rng::new(seed);
+    let started = Instant::now();
+    let mut kills = Kills::default();
+    for _ in 0..runs {
+        let mut run_rng = Rng::new(rng.next() | 1);
+        kills.merge(replace_killed_run(version, &mut run_rng));
+    }
+    let line = format!(
+        "fault-suite: replace-killed etcd-{} runs={runs} failures=0 seed={seed} kills={} {:?} ({:.0?})\n",
+        version.version(),
+        kills.total(),
+        kills.0,
+        started.elapsed()
+    );
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+fn replace_killed_run(version: EtcdVersion, rng: &mut Rng) -> Kills {
+    let etcd = versions::require(version, Tool::Etcd);
+    let tmp = tempfile::tempdir().unwrap();
+    let node0 = Node::on(tmp.path(), 167, version, 0);
+    let node1 = Node::on(tmp.path(), 167, version, 1);
+    run_ok(node0.tool(&["certs", "all"]));
+    std::fs::create_dir_all(node1.cert_dir().join("etcd")).unwrap();
+    for file in ["ca.crt", "ca.key"] {
+        std::fs::copy(
+            node0.cert_dir().join("etcd").join(file),
+            node1.cert_dir().join("etcd").join(file),
+        )
+        .unwrap();
+    }
+    run_ok(node1.tool(&["certs", "all"]));
+    run_ok(node0.tool(&["etcd", "local"]));
+    let _etcd0 = node0.start_etcd(&etcd);
+    wait_healthy(&node0);
+    let endpoints = node0.client_url();
+    run_ok(node1.tool(&["etcd", "join-learner", "--endpoints", &endpoints]));
+    let old = {
+        let _etcd1 = node1.start_etcd(&etcd);
+        wait_started(&node0, &node1);
+        member_ids(&node0)
+    };
+    // node1's machine died and was re-imaged.
+    std::fs::remove_dir_all(node1.dir.join("data")).unwrap();
+    std::fs::remove_dir_all(node1.manifest_dir()).unwrap();
+
+    let replace = [
+        "etcd",
+        "join-learner",
+        "--endpoints",
+        &endpoints,
+        "--timeout",
+        "60s",
+        "--replace",
+    ];
+    let step = Step {
+        args: &replace,
+        stages: REPLACE_STAGES,
+        trigger: "Removed the",
+        // The two looks at the old member take a second.
+        window: Duration::from_millis(1500),
+    };
+    let mut kills = Kills::default();
+    kill_and_rerun(&node0, &node1, &step, rng, &mut kills);
+    assert_eq!(
+        members(&node0),
+        [(node0.peer_url(), false), (node1.peer_url(), true)]
+    );
+    let new = member_ids(&node0);
+    let node1_id = |ids: &[(String, String)]| {
+        ids.iter()
+            .find(|(u, _)| *u == node1.peer_url())
+            .unwrap()
+            .1
+            .clone()
+    };
+    assert_ne!(
+        node1_id(&old),
+        node1_id(&new),
+        "the old member is still there"
+    );
+
+    let _etcd1 = node1.start_etcd(&etcd);
+    run_ok(node1.tool(&[
+        "etcd",
+        "promote",
+        "--endpoints",
+        &endpoints,
+        "--timeout",
+        "60s",
+    ]));
+    assert_eq!(
+        members(&node0),
+        [(node0.peer_url(), false), (node1.peer_url(), false)]
+    );
+    kills
+}

@@ -48,6 +48,7 @@ fn join_options(c: &TestCluster, n: usize) -> JoinOptions {
         peer_url: node.peer_url(),
         data_dir: node.data_dir.clone(),
         wipe_data_dir: false,
+        replace: false,
         timeout: JOIN_TIMEOUT,
         dry_run: false,
     }
@@ -58,6 +59,8 @@ fn promote_options(c: &TestCluster, n: usize, timeout: Duration) -> PromoteOptio
         selectors: vec![Selector::PeerUrl(c.node(n).peer_url())],
         timeout,
         health_timeout: Duration::from_secs(30),
+        stall_timeout: None,
+        rollback_on_timeout: false,
     }
 }
 

@@ -52,6 +52,7 @@ impl Log {
                 Event::ClusterHealthy { .. } => "healthy",
                 Event::VoterDown { .. } => "voter-down",
                 Event::DataDirWiped { .. } => "wiped",
+                Event::StaleMemberRemoved { .. } => "stale-removed",
                 Event::MemberReused { .. } => "reused",
                 Event::LearnerAdded { .. } => "added",
                 Event::Retrying { .. } => "retrying",
@@ -88,6 +89,8 @@ fn promote_opts(id: MemberId, timeout: f64) -> PromoteOptions {
         selectors: vec![Selector::Id(id)],
         timeout: secs(timeout),
         health_timeout: secs(40.0),
+        stall_timeout: None,
+        rollback_on_timeout: false,
     }
 }
 
@@ -454,6 +457,7 @@ fn join_opts(n: usize, timeout: f64, dir: &std::path::Path) -> JoinOptions {
         peer_url: fake::peer_url(n),
         data_dir: dir.join(format!("data{n}")),
         wipe_data_dir: false,
+        replace: false,
         timeout: secs(timeout),
         dry_run: false,
     }
@@ -877,4 +881,96 @@ async fn releases_that_lose_promotions_on_upgrade_are_named() {
             report.warnings
         );
     }
+}
+
+// --- promote: --stall-timeout and --rollback-on-timeout (issue 14) -----------------
+
+fn stall_opts(id: MemberId, stall: f64, rollback: bool) -> PromoteOptions {
+    PromoteOptions {
+        stall_timeout: Some(secs(stall)),
+        rollback_on_timeout: rollback,
+        ..promote_opts(id, 60.0)
+    }
+}
+
+fn removes(fake: &FakeCluster) -> Vec<MemberId> {
+    fake.calls()
+        .iter()
+        .filter_map(|c| match c {
+            Call::Remove { id } => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_learner_that_never_starts_stalls_and_is_removed_only_when_asked() {
+    let fake = FakeCluster::new(1, "3.6.14");
+    let id = fake.with(|s| s.add_unstarted_learner(1));
+    let started = tokio::time::Instant::now();
+    let err = promote::promote(&fake, &stall_opts(id, 5.0, false), &mut |_| {})
+        .await
+        .unwrap_err();
+    // The stall bound, not the 60 s timeout.
+    assert_eq!(started.elapsed().as_secs(), 5, "{err}");
+    assert!(
+        matches!(&err, MembershipError::Stalled { cause, .. } if matches!(**cause, MembershipError::NeverStarted { .. })),
+        "{err}"
+    );
+    assert_eq!(err.rollback_id(), Some(id));
+    assert!(removes(&fake).is_empty());
+    assert!(fake.members().iter().any(|m| m.id == id && m.is_learner));
+
+    let err = promote::promote(&fake, &stall_opts(id, 5.0, true), &mut |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, MembershipError::RolledBack { id: got, started: false, .. } if got == id),
+        "{err}"
+    );
+    assert_eq!(removes(&fake), [id]);
+    assert!(fake.members().iter().all(|m| m.id != id));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_learner_that_keeps_progressing_is_not_stalled() {
+    // 10% more every 3 s, a stall bound of 5 s: slow, never stalled.
+    let (fake, id) = with_learner(1, "3.6.14", 10);
+    for step in 1..=9u64 {
+        fake.at(secs(3.0 * step as f64), move |s| {
+            s.set_progress(id, 10 + 10 * step)
+        });
+    }
+    let p = promote::promote(&fake, &stall_opts(id, 5.0, true), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(p.outcome, PromoteOutcome::Promoted);
+    assert!(p.waited >= secs(24.0), "{:?}", p.waited);
+    assert!(removes(&fake).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_never_removes_a_member_that_became_a_voter() {
+    // Caught up, but every promotion call times out (its outcome unknown); then the
+    // learner stops answering and stalls. The promotion lands late (etcd had it after
+    // all): the rollback waits for such a proposal to settle, finds a voter, and leaves
+    // it.
+    let (fake, id) = with_learner(1, "3.6.14", 100);
+    let timeout = RpcError {
+        kind: EtcdErrorKind::Timeout,
+        message: "no answer within 2s".into(),
+    };
+    fake.fail_next(Op::Promote, 1000, timeout, false);
+    fake.at(secs(1.0), move |s| s.kill(id));
+    fake.at(secs(8.0), move |s| {
+        let m = s.member_mut(id);
+        m.info.is_learner = false;
+        m.up = true;
+        m.connected = true;
+    });
+    let p = promote::promote(&fake, &stall_opts(id, 5.0, true), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(p.outcome, PromoteOutcome::PromotedAfterError);
+    assert!(removes(&fake).is_empty(), "{:?}", fake.calls());
 }

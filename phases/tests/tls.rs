@@ -290,6 +290,7 @@ async fn tls_refusals(version: EtcdVersion, test_id: u8) {
             peer_url: format!("https://{plain}:2380"),
             data_dir: c.dir.path().join("never-joins"),
             wipe_data_dir: false,
+            replace: false,
             timeout: Duration::from_secs(5),
             dry_run: false,
         },

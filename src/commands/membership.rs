@@ -39,13 +39,14 @@ pub fn join_learner() -> Phase {
         EtcdKeyFile,
         Timeout,
         WipeDataDir,
+        Replace,
         ManifestDir,
         BackupDir,
         DryRun,
     ];
     Phase::leaf("join-learner", "Add this node to the etcd cluster as a learner and write its static Pod manifest", FLAGS, run_join_learner)
-        .long("Add this node to an existing etcd cluster as a learner (a non-voting member, so quorum is untouched) and write its static Pod manifest with --initial-cluster listing every member and --initial-cluster-state=existing. Checks first that the cluster has quorum, runs etcd 3.4 or newer, does not use this node's name for another member, and that the data directory is empty or this member's own. Idempotent: a member with this peer URL is reused. Waits (bounded by --timeout) while another member is joining. Finds the cluster through --endpoints, else etcd.external.endpoints, else the etcd Pods through --kubeconfig.")
-        .example("  kubeadm-etcd phase etcd join-learner --config join.yaml --endpoints https://10.0.0.1:2379")
+        .long("Add this node to an existing etcd cluster as a learner (a non-voting member, so quorum is untouched) and write its static Pod manifest with --initial-cluster listing every member and --initial-cluster-state=existing. Checks first that the cluster has quorum, runs etcd 3.4 or newer, does not use this node's name for another member, and that the data directory is empty or this member's own. Idempotent: a member with this peer URL is reused. Waits (bounded by --timeout) while another member is joining. A node re-imaged under the same name passes --replace: the member that stands for it (its name with another peer URL, or its peer URL after it has run) is removed first, only when it is down (no answer on its client URL, and no other member has a raft connection to it, on two looks a second apart) and the voters keep quorum before and after; refused otherwise, naming the check. Finds the cluster through --endpoints, else etcd.external.endpoints, else the etcd Pods through --kubeconfig.")
+        .example("  kubeadm-etcd phase etcd join-learner --config join.yaml --endpoints https://10.0.0.1:2379\n  kubeadm-etcd phase etcd join-learner --config join.yaml --endpoints https://10.0.0.1:2379 --replace")
 }
 
 pub fn promote() -> Phase {
@@ -61,11 +62,13 @@ pub fn promote() -> Phase {
         EtcdCertFile,
         EtcdKeyFile,
         Timeout,
+        StallTimeout,
+        RollbackOnTimeout,
         DryRun,
     ];
     Phase::leaf("promote", "Promote this node's etcd learner to a voting member once it has caught up", FLAGS, run_promote)
-        .long("Wait until the learner has started and caught up with the leader (progress from the Status RPC), check that it answers, then promote it to a voting member and wait until the cluster is healthy with it. The learner is this node's member (by peer URL), or --node-name / --id. --timeout defaults to the configuration's timeouts.etcdAPICall but at least 10m, for large databases; on timeout the error says whether the learner never started, is stuck, or does not answer, and how to roll it back.")
-        .example("  kubeadm-etcd phase etcd promote --config join.yaml --endpoints https://10.0.0.1:2379\n  kubeadm-etcd phase etcd promote --id 8e9e05c52164694d --endpoints https://10.0.0.1:2379 --timeout 30m")
+        .long("Wait until the learner has started and caught up with the leader (progress from the Status RPC), check that it answers, then promote it to a voting member and wait until the cluster is healthy with it. The learner is this node's member (by peer URL), or --node-name / --id. --timeout defaults to the configuration's timeouts.etcdAPICall but at least 10m, for large databases; on timeout the error says whether the learner never started, is stuck, or does not answer, and how to roll it back. --stall-timeout gives up earlier on a learner that makes no progress; --rollback-on-timeout then removes it (after checking it is still a learner), so that the next join is not blocked.")
+        .example("  kubeadm-etcd phase etcd promote --config join.yaml --endpoints https://10.0.0.1:2379\n  kubeadm-etcd phase etcd promote --id 8e9e05c52164694d --endpoints https://10.0.0.1:2379 --timeout 30m\n  kubeadm-etcd phase etcd promote --config join.yaml --stall-timeout 2m --rollback-on-timeout")
 }
 
 /// What `status` and `check-health` take: how to reach the cluster, and the format.
@@ -132,6 +135,7 @@ fn run_join_learner(ctx: &Context) -> anyhow::Result<()> {
         peer_url: peer_url.clone(),
         data_dir: local.data_dir.clone(),
         wipe_data_dir: ctx.switch(WipeDataDir),
+        replace: ctx.switch(Replace),
         timeout: timeout(ctx, cfg),
         dry_run,
     };
@@ -250,6 +254,8 @@ fn run_promote(ctx: &Context) -> anyhow::Result<()> {
         selectors: learner_selectors(ctx, cfg)?,
         timeout: timeout(ctx, cfg),
         health_timeout: promote::HEALTH_TIMEOUT,
+        stall_timeout: ctx.value::<GoDuration>(StallTimeout).map(|d| d.0),
+        rollback_on_timeout: ctx.switch(RollbackOnTimeout),
     };
     if ctx.dry_run() {
         let member = ctx.block_on(promote::find_member(&client, &opts.selectors))?;
@@ -274,7 +280,7 @@ fn run_promote(ctx: &Context) -> anyhow::Result<()> {
         Err(e) => {
             if let Some(id) = e.rollback_id() {
                 eprintln!(
-                    "To roll the learner back, run:\n\n\t{}\n",
+                    "To roll the learner back, run:\n\n\t{}\n\nor rerun promote with --rollback-on-timeout (and --stall-timeout <duration> to give up sooner on a learner that makes no progress): it removes a learner it gives up on, never a voter.\n",
                     rollback_command(ctx, id)
                 );
             }
@@ -672,6 +678,15 @@ impl Printer {
                 member_label(id, &name)
             )),
             Event::DataDirWiped { path, reason } => warn(format!("wiped the etcd data directory {}: it {reason}", path.display())),
+            Event::StaleMemberRemoved { id, name, was_learner, evidence, dry_run } => {
+                let role = if was_learner { "learner" } else { "voting member" };
+                let what = format!("{role} {} (--replace): it is down: {evidence}", member_label(id, &name));
+                if dry_run {
+                    progress(true, "dryrun", format!("Would remove the {what}"));
+                } else {
+                    self.line(format!("Removed the {what}"));
+                }
+            }
             Event::MemberReused { .. } | Event::LearnerAdded { .. } => {}
             Event::Retrying { reason, message, elapsed } => {
                 let what = match reason {

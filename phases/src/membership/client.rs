@@ -800,6 +800,16 @@ impl Cluster for EtcdClient {
         EtcdClient::statuses(self, members)
     }
 
+    fn active_peers(
+        &self,
+        url: &str,
+    ) -> impl Future<Output = Result<Vec<MemberId>, RpcError>> + Send {
+        let (tls, url) = (self.tls_files.clone(), url.to_string());
+        // The whole metrics page, not one small answer: more than one RPC's time.
+        let timeout = self.rpc_timeout.max(Duration::from_secs(5));
+        async move { super::peers::active_peers(&tls, &url, timeout).await }
+    }
+
     fn add_learner(
         &self,
         peer_url: &str,

@@ -66,6 +66,22 @@ pub trait Cluster: Send + Sync {
         members: &[MemberInfo],
     ) -> impl Future<Output = Vec<Result<MemberStatus, RpcError>>> + Send;
 
+    /// The members the member at `url` has an active raft connection to, as it reports
+    /// them (its `etcd_network_active_peers` gauge, see `membership::peers`). A cluster
+    /// that cannot tell says so, and `--replace` then refuses.
+    fn active_peers(
+        &self,
+        url: &str,
+    ) -> impl Future<Output = Result<Vec<MemberId>, RpcError>> + Send {
+        let url = url.to_string();
+        async move {
+            Err(RpcError {
+                kind: super::EtcdErrorKind::Other,
+                message: format!("{url}: this cluster does not report peer connections"),
+            })
+        }
+    }
+
     /// MemberAdd with `isLearner`. Returns the new member's ID.
     fn add_learner(
         &self,

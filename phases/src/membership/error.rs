@@ -64,7 +64,7 @@ pub enum MembershipError {
         rule: super::version::AddRule,
     },
 
-    #[error("the etcd member name {name:?} is already taken by member {id} with peer URLs [{}]; this node would join with peer URL {peer_url}. Remove the stale member first (kubeadm-etcd phase etcd remove-member --id {id}) or choose another node name", peer_urls.join(","))]
+    #[error("the etcd member name {name:?} is already taken by member {id} with peer URLs [{}]; this node would join with peer URL {peer_url}. If this node replaces that member (re-imaged with the same name), rerun with --replace: it removes the member when it is down and its removal keeps quorum, then joins. Otherwise remove the stale member first (kubeadm-etcd phase etcd remove-member --id {id}) or choose another node name", peer_urls.join(","))]
     NameTaken {
         name: String,
         id: MemberId,
@@ -115,6 +115,38 @@ pub enum MembershipError {
         waited: Duration,
         /// How often the learner was seen to restart during the wait.
         restarts: u32,
+    },
+
+    #[error("refusing to replace member {} (--replace): {reason}. Nothing was changed", member_label(*id, name))]
+    ReplaceRefused {
+        id: MemberId,
+        name: String,
+        /// Which check refused, with what it saw.
+        reason: String,
+    },
+
+    #[error("the learner {} made no progress for {} (--stall-timeout): {cause}", member_label(*id, name), secs(*stalled_for))]
+    Stalled {
+        id: MemberId,
+        name: String,
+        stalled_for: Duration,
+        /// What the wait saw: never started, stuck, not answering.
+        cause: Box<MembershipError>,
+    },
+
+    #[error("{cause}. Removed the learner {id} from the etcd cluster (--rollback-on-timeout), so that it no longer blocks the next join (etcd takes one learner at a time: \"too many learner members\"); quorum was not affected, a learner has no vote. Fix the node (is its static Pod running? the kubelet, the image, the etcd container's log) and run the join again{}", rejoin_note(*started))]
+    RolledBack {
+        id: MemberId,
+        /// Whether the learner had started: its data directory then belongs to the
+        /// removed member.
+        started: bool,
+        cause: Box<MembershipError>,
+    },
+
+    #[error("{cause}. Not rolled back (--rollback-on-timeout): {why}")]
+    NotRolledBack {
+        cause: Box<MembershipError>,
+        why: String,
     },
 
     #[error("the learner {id} was removed from the cluster while waiting to promote it")]
@@ -174,9 +206,21 @@ impl MembershipError {
         match self {
             Self::NeverStarted { id, .. }
             | Self::Stuck { id, .. }
-            | Self::Unreachable { id, .. } => Some(*id),
+            | Self::Unreachable { id, .. }
+            | Self::Stalled { id, .. } => Some(*id),
+            Self::NotRolledBack { cause, .. } => cause.rollback_id(),
             _ => None,
         }
+    }
+}
+
+/// What a rejoin after a rollback needs: a learner that started wrote its data
+/// directory as the member that is now removed.
+fn rejoin_note(started: bool) -> &'static str {
+    if started {
+        " with --wipe-data-dir: the learner had started, so this node's data directory belongs to the removed member"
+    } else {
+        ""
     }
 }
 

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use super::cluster::Cluster;
 use super::datadir::{self, DataDirState};
+use super::replace;
 use super::version::{check_learner_support, learner_limit_configurable, AddRule};
 use super::{
     member_label, quorum, EtcdErrorKind, Event, MemberId, MemberInfo, Membership, MembershipError,
@@ -42,6 +43,10 @@ pub struct JoinOptions {
     pub data_dir: PathBuf,
     /// Delete a data directory that belongs to someone else instead of refusing.
     pub wipe_data_dir: bool,
+    /// This node replaces a member that stands for it (its name, or its peer URL with
+    /// someone else's data): remove that member first, only when it is down and its
+    /// removal keeps quorum ([`super::replace`]).
+    pub replace: bool,
     /// Bounds the whole operation, waiting for another join included.
     pub timeout: Duration,
     /// Check everything, change nothing.
@@ -96,8 +101,15 @@ pub async fn add_learner<C: Cluster>(
     report: Reporter<'_>,
 ) -> Result<Joined> {
     let deadline = Instant::now() + opts.timeout;
-    let membership = client.member_list_until(deadline).await?;
+    let mut membership = if opts.replace {
+        replace::member_list(client, opts, deadline).await?
+    } else {
+        client.member_list_until(deadline).await?
+    };
     client.sync_endpoints(&membership)?;
+    if opts.replace {
+        membership = replace::remove_stale_member(client, membership, opts, report).await?;
+    }
     report(Event::Endpoints {
         endpoints: client.endpoints(),
     });
@@ -159,7 +171,7 @@ pub async fn add_learner<C: Cluster>(
 ///
 /// Returns the oldest version among the voters that answered: any of them may serve the
 /// add, and the oldest has the strictest rule.
-async fn preflight_cluster<C: Cluster>(
+pub(super) async fn preflight_cluster<C: Cluster>(
     client: &C,
     membership: &Membership,
     will_add: bool,
@@ -253,22 +265,7 @@ async fn check_data_dir(
 ) -> Result<()> {
     let dir = &opts.data_dir;
     let state = datadir::inspect(dir)?;
-    let foreign = match &state {
-        DataDirState::Empty => None,
-        DataDirState::Member { member_id, cluster_id } if *cluster_id != membership.cluster_id => Some(format!(
-            "belongs to another etcd cluster (cluster ID {cluster_id:x}, member {member_id}; this cluster is {:x})",
-            membership.cluster_id
-        )),
-        DataDirState::Member { member_id, .. } if existing.is_some_and(|e| e.id == *member_id) => None,
-        DataDirState::Member { member_id, .. } => Some(match membership.by_id(*member_id) {
-            Some(other) => format!(
-                "belongs to member {member_id} ({}) of this cluster, not to this node's member",
-                other.display_name()
-            ),
-            None => format!("belongs to member {member_id}, which was removed from this cluster"),
-        }),
-        DataDirState::Unrecognised { reason } => Some(format!("holds etcd data of unknown origin: {reason}")),
-    };
+    let foreign = foreign_reason(&state, membership, existing);
     let mut empty = state == DataDirState::Empty;
     if let Some(reason) = foreign {
         if !opts.wipe_data_dir {
@@ -300,13 +297,39 @@ async fn check_data_dir(
         return Err(MembershipError::ForeignDataDir {
             path: dir.clone(),
             reason: format!(
-                "is empty, but member {} with this peer URL has already run and would come back without its data; roll it back with `kubeadm-etcd phase etcd remove-member --id {}` and join again (wiping does not help)",
+                "is empty, but member {} with this peer URL has already run and would come back without its data; if this node was re-imaged, rerun the join with --replace (it removes that member when it is down and quorum allows), or roll it back with `kubeadm-etcd phase etcd remove-member --id {}` and join again (wiping does not help)",
                 m.label(),
                 m.id
             ),
         });
     }
     Ok(())
+}
+
+/// Why the data directory in `state` is not for the member this node joins as
+/// (`existing`, the member with its peer URL, if any): `None` when it is empty or that
+/// member's own.
+pub(super) fn foreign_reason(
+    state: &DataDirState,
+    membership: &Membership,
+    existing: Option<&MemberInfo>,
+) -> Option<String> {
+    match state {
+        DataDirState::Empty => None,
+        DataDirState::Member { member_id, cluster_id } if *cluster_id != membership.cluster_id => Some(format!(
+            "belongs to another etcd cluster (cluster ID {cluster_id:x}, member {member_id}; this cluster is {:x})",
+            membership.cluster_id
+        )),
+        DataDirState::Member { member_id, .. } if existing.is_some_and(|e| e.id == *member_id) => None,
+        DataDirState::Member { member_id, .. } => Some(match membership.by_id(*member_id) {
+            Some(other) => format!(
+                "belongs to member {member_id} ({}) of this cluster, not to this node's member",
+                other.display_name()
+            ),
+            None => format!("belongs to member {member_id}, which was removed from this cluster"),
+        }),
+        DataDirState::Unrecognised { reason } => Some(format!("holds etcd data of unknown origin: {reason}")),
+    }
 }
 
 async fn add_until_accepted<C: Cluster>(
@@ -571,6 +594,7 @@ mod tests {
             peer_url: "https://10.0.0.2:2380".into(),
             data_dir: PathBuf::from("/nonexistent"),
             wipe_data_dir: false,
+            replace: false,
             timeout: Duration::from_secs(1),
             dry_run: false,
         }

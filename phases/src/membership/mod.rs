@@ -20,8 +20,10 @@ pub mod discovery;
 mod error;
 pub mod health;
 pub mod join;
+mod peers;
 pub mod promote;
 pub mod remove;
+pub mod replace;
 pub mod status;
 pub mod update;
 pub mod version;
@@ -245,6 +247,15 @@ pub enum Event {
         id: MemberId,
         is_learner: bool,
         started: bool,
+    },
+    /// `--replace`: the member that stood for this node was down and has been removed
+    /// (in a dry run: would be). `evidence` says why it counts as down.
+    StaleMemberRemoved {
+        id: MemberId,
+        name: String,
+        was_learner: bool,
+        evidence: String,
+        dry_run: bool,
     },
     /// The member was added as a learner.
     LearnerAdded { id: MemberId },

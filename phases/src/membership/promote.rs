@@ -62,7 +62,21 @@ pub struct PromoteOptions {
     pub timeout: Duration,
     /// Bounds the health wait after the promotion.
     pub health_timeout: Duration,
+    /// Give up earlier when the learner makes no progress for this long (`--stall-timeout`):
+    /// it does not start, its applied index does not move while it is behind, or it does
+    /// not answer. `None`: only `timeout` bounds the wait.
+    pub stall_timeout: Option<Duration>,
+    /// On giving up (either bound), remove the learner (`--rollback-on-timeout`), so that
+    /// it no longer blocks the next join. Off by default: an operator may want to look at
+    /// it first.
+    pub rollback_on_timeout: bool,
 }
+
+/// A promotion call whose answer was lost may still commit: raft keeps the proposal
+/// until it commits or a new leader drops it, which etcd bounds by its request timeout
+/// (5 s plus two election timeouts, 7 s with the defaults). The rollback waits this long
+/// after such a call before it checks that the member is still a learner.
+pub const PROPOSAL_SETTLE: Duration = Duration::from_secs(10);
 
 /// How the member became a voter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,8 +156,14 @@ pub async fn promote<C: Cluster>(
             since_ready: None,
         });
     }
-    let mut w = Watch::new(member, start, opts.timeout);
-    let outcome = w.run(client, report).await?;
+    let mut w = Watch::new(member, start, opts.timeout, opts.stall_timeout);
+    let outcome = match w.run(client, report).await {
+        Ok(outcome) => outcome,
+        Err(e) if opts.rollback_on_timeout && e.rollback_id() == Some(id) => {
+            roll_back(client, &w, e, report).await?
+        }
+        Err(e) => return Err(e),
+    };
     let promoted = Promoted {
         id,
         name: w.learner.name.clone(),
@@ -153,6 +173,66 @@ pub async fn promote<C: Cluster>(
     };
     wait_healthy_with(client, id, opts.health_timeout, report).await?;
     Ok(promoted)
+}
+
+/// `--rollback-on-timeout`: removes the learner the wait gave up on, after checking, as
+/// close to the removal as a client can, that it is still a learner: a voter is never
+/// removed here. A learner found promoted after all is success. The result is the
+/// [`MembershipError::RolledBack`] error, or the original one when the rollback could
+/// not be done ([`MembershipError::NotRolledBack`], saying why).
+async fn roll_back<C: Cluster>(
+    client: &C,
+    w: &Watch,
+    cause: MembershipError,
+    report: Reporter<'_>,
+) -> Result<PromoteOutcome> {
+    let id = w.learner.id;
+    let not = |cause: MembershipError, why: String| MembershipError::NotRolledBack {
+        cause: Box::new(cause),
+        why,
+    };
+    if let Some(at) = w.seen.promote_unknown {
+        // A promotion may still be in raft: let it commit or drop before looking.
+        tokio::time::sleep_until(at + PROPOSAL_SETTLE).await;
+    }
+    // Linearizable: every change committed before this call is in the list.
+    let list = match client.member_list().await {
+        Ok(list) => list,
+        Err(e) => {
+            return Err(not(
+                cause,
+                format!(
+                    "the member list could not be read to check that it is still a learner ({e})"
+                ),
+            ))
+        }
+    };
+    match list.by_id(id) {
+        None => return Err(MembershipError::LearnerRemoved { id }),
+        Some(m) if !m.is_learner => {
+            report(Event::AlreadyVoter { id });
+            return Ok(PromoteOutcome::PromotedAfterError);
+        }
+        Some(_) => {}
+    }
+    match client.remove(id).await {
+        Ok(()) => {}
+        Err(e) if e.kind == EtcdErrorKind::MemberNotFound => {}
+        Err(e) => {
+            let gone = client
+                .member_list()
+                .await
+                .is_ok_and(|l| l.by_id(id).is_none());
+            if !gone {
+                return Err(not(cause, format!("MemberRemove failed ({e})")));
+            }
+        }
+    }
+    Err(MembershipError::RolledBack {
+        id,
+        started: w.learner.client_url.is_some(),
+        cause: Box::new(cause),
+    })
 }
 
 /// The learner being promoted.
@@ -185,12 +265,18 @@ struct Seen {
     /// cause (see `MembershipError::Stuck`).
     restarts: u32,
     last_applied: u64,
+    /// The last time the learner moved towards its promotion: it started, its applied
+    /// index grew, it was seen busy applying or caught up. `--stall-timeout` counts from here.
+    last_progress: Option<Instant>,
+    /// When a promotion call last failed in a way that leaves its outcome unknown.
+    promote_unknown: Option<Instant>,
 }
 
 /// The loop's timing: its deadline, and the intervals and caches that adapt as it goes.
 struct Pace {
     started: Instant,
     deadline: Instant,
+    stall_timeout: Option<Duration>,
     start_poll: Duration,
     not_ready_retries: u32,
     quorum_checked: Option<Instant>,
@@ -225,7 +311,12 @@ struct Watch {
 }
 
 impl Watch {
-    fn new(member: MemberInfo, started: Instant, timeout: Duration) -> Self {
+    fn new(
+        member: MemberInfo,
+        started: Instant,
+        timeout: Duration,
+        stall_timeout: Option<Duration>,
+    ) -> Self {
         let client_url = member
             .client_urls
             .first()
@@ -242,6 +333,7 @@ impl Watch {
             pace: Pace {
                 started,
                 deadline: started + timeout,
+                stall_timeout,
                 start_poll: START_POLL_FIRST,
                 not_ready_retries: 0,
                 quorum_checked: None,
@@ -269,8 +361,37 @@ impl Watch {
 
     /// Sleeps `d`, or less when the deadline is nearer, so that the timeout is exact.
     async fn pause(&self, d: Duration) {
-        let left = self.pace.deadline.saturating_duration_since(Instant::now());
+        let left = self
+            .next_deadline()
+            .saturating_duration_since(Instant::now());
         tokio::time::sleep(d.min(left)).await;
+    }
+
+    /// When the learner counts as stalled: `--stall-timeout` after its last progress (or
+    /// after the start, before any).
+    fn stall_deadline(&self) -> Option<Instant> {
+        let since = self.seen.last_progress.unwrap_or(self.pace.started);
+        self.pace.stall_timeout.map(|t| since + t)
+    }
+
+    fn next_deadline(&self) -> Instant {
+        self.stall_deadline()
+            .map_or(self.pace.deadline, |s| s.min(self.pace.deadline))
+    }
+
+    fn progressed(&mut self) {
+        self.seen.last_progress = Some(Instant::now());
+    }
+
+    /// The error for a learner that made no progress for `--stall-timeout`.
+    fn stalled(&self) -> MembershipError {
+        let since = self.seen.last_progress.unwrap_or(self.pace.started);
+        MembershipError::Stalled {
+            id: self.learner.id,
+            name: self.learner.name.clone(),
+            stalled_for: since.elapsed(),
+            cause: Box::new(self.timed_out()),
+        }
     }
 
     /// The error for a timeout: never started, unreachable, stuck, or etcd's last word.
@@ -319,6 +440,9 @@ impl Watch {
             if Instant::now() >= self.pace.deadline {
                 return Err(self.timed_out());
             }
+            if self.stall_deadline().is_some_and(|s| Instant::now() >= s) {
+                return Err(self.stalled());
+            }
             let step = match self.learner.client_url.clone() {
                 None => self.poll_start(client, report).await?,
                 Some(url) => self.step(client, &url, report).await?,
@@ -341,6 +465,7 @@ impl Watch {
                     return Ok(Step::Done(PromoteOutcome::PromotedAfterError));
                 }
                 Some(m) if m.started() && !m.client_urls.is_empty() => {
+                    self.progressed();
                     self.learner.name = m.name.clone();
                     self.learner.client_url = Some(m.client_urls[0].clone());
                     report(Event::Started {
@@ -375,7 +500,11 @@ impl Watch {
     ) -> Result<Step> {
         let status = match self.probe(client, url, report).await? {
             Probe::Lost => return Ok(Step::Wait(NEAR_POLL)),
-            Probe::Busy => None,
+            // Alive and applying a large log: that is progress.
+            Probe::Busy => {
+                self.progressed();
+                None
+            }
             Probe::Status(s) => Some(s),
         };
         if let Some(status) = status {
@@ -465,6 +594,9 @@ impl Watch {
         if learner.raft_applied_index < self.seen.last_applied {
             self.seen.restarts += 1;
         }
+        if learner.raft_applied_index > self.seen.last_applied {
+            self.progressed();
+        }
         self.seen.last_applied = learner.raft_applied_index;
         let percent = progress_percent(learner.raft_applied_index, leader.raft_index);
         if self.seen.percent != Some(percent) {
@@ -482,6 +614,8 @@ impl Watch {
         // promotion etcd already accepts, so the log decides when to try.
         let log_percent = progress_percent(learner.raft_index, leader.raft_index);
         if log_percent >= READY_PERCENT {
+            // Caught up: on an idle cluster its index has nothing left to grow by.
+            self.progressed();
             None
         } else if log_percent < 50.0 {
             Some(FAR_POLL)
@@ -528,6 +662,9 @@ impl Watch {
         report: Reporter<'_>,
     ) -> Result<Step> {
         let id = self.learner.id;
+        if e.is_unavailable() {
+            self.seen.promote_unknown = Some(Instant::now());
+        }
         if let Ok(list) = client.member_list().await {
             match list.by_id(id) {
                 None => return Err(MembershipError::LearnerRemoved { id }),
@@ -765,7 +902,7 @@ mod tests {
             },
             is_learner: true,
         };
-        Watch::new(member, Instant::now(), Duration::ZERO)
+        Watch::new(member, Instant::now(), Duration::ZERO, None)
     }
 
     #[test]

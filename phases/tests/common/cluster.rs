@@ -241,6 +241,7 @@ impl TestCluster {
             peer_url: node.peer_url(),
             data_dir: node.data_dir.clone(),
             wipe_data_dir: false,
+            replace: false,
             timeout,
             dry_run: false,
         }
@@ -285,6 +286,8 @@ impl TestCluster {
             selectors: vec![Selector::PeerUrl(self.node(n).peer_url())],
             timeout,
             health_timeout: Duration::from_secs(20),
+            stall_timeout: None,
+            rollback_on_timeout: false,
         }
     }
 
