@@ -50,12 +50,17 @@ pub enum Flag {
     KubeadmVersion,
     /// Taken by every workflow, not by phases.
     SkipPhases,
+    /// Maintenance (issue 14).
+    Cluster,
+    To,
+    CompactAndDefrag,
+    CorruptResolved,
 }
 
 impl Flag {
     /// Every flag, for tests that check all of them.
     #[cfg(test)]
-    pub const ALL: [Flag; 31] = [
+    pub const ALL: [Flag; 35] = [
         Flag::Config,
         Flag::CertDir,
         Flag::NodeName,
@@ -87,6 +92,10 @@ impl Flag {
         Flag::EtcdVersion,
         Flag::KubeadmVersion,
         Flag::SkipPhases,
+        Flag::Cluster,
+        Flag::To,
+        Flag::CompactAndDefrag,
+        Flag::CorruptResolved,
     ];
 
     /// The long name on the command line (`cert-dir`), which is also the clap id.
@@ -123,6 +132,10 @@ impl Flag {
             Flag::EtcdVersion => "etcd-version",
             Flag::KubeadmVersion => "kubeadm-version",
             Flag::SkipPhases => "skip-phases",
+            Flag::Cluster => "cluster",
+            Flag::To => "to",
+            Flag::CompactAndDefrag => "compact-and-defrag",
+            Flag::CorruptResolved => "corrupt-resolved",
         }
     }
 
@@ -205,6 +218,11 @@ impl Flag {
             Flag::SkipPhases => value("PHASES", "Comma-separated phases to skip, named as listed below (certs/etcd-peer)")
                 .value_delimiter(',')
                 .action(ArgAction::Append),
+            Flag::Cluster => switch("Every member of the cluster, one at a time (learners, then followers, the leader last), instead of this node's"),
+            Flag::To => value("NAME|ID", "The member to hand leadership to: its name, or its ID in hex as etcdctl prints it")
+                .required(true),
+            Flag::CompactAndDefrag => switch("For NOSPACE: compact to the current revision and defragment every member (one at a time) before disarming"),
+            Flag::CorruptResolved => switch("Disarm a CORRUPT alarm: the diverged member has been replaced or the cluster restored, and the members' hashes agree"),
         }
     }
 

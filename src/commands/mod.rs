@@ -21,6 +21,7 @@ pub mod certs;
 pub mod etcd;
 pub mod init;
 pub mod join;
+pub mod maintenance;
 pub mod membership;
 pub mod snapshot;
 pub mod upgrade;
@@ -43,6 +44,9 @@ pub fn phases() -> Vec<Phase> {
                 membership::check_health(),
                 membership::remove_member(),
                 snapshot::phase(),
+                maintenance::defrag(),
+                maintenance::alarm(),
+                maintenance::move_leader(),
             ],
         ),
         Phase::group(
