@@ -184,30 +184,100 @@ pub async fn disarm(
             check_space(client, opts.health_timeout).await?;
         }
     }
-    for entry in &listed.alarms {
-        if !opts.dry_run {
-            let alarm = Alarm {
-                member: entry.member_id,
-                kind: entry.alarm,
-            };
-            client
-                .disarm(alarm)
-                .await
-                .map_err(|source| rpc("Alarm (deactivate)", client, source))?;
-            report(Event::Disarmed {
-                alarm: entry.alarm.to_string(),
-                member: entry_label(entry),
-            });
+    // Members raise NOSPACE on their own, a moment after they apply a write the quota
+    // refused: one that lagged raises it after the others were disarmed. So after each
+    // round, once every member has applied what was committed, the list is read again
+    // (a few rounds at most).
+    let mut current = listed.alarms.clone();
+    for round in 0..DISARM_ROUNDS {
+        if round > 0 {
+            settle(client, opts.health_timeout).await?;
+            current = list(client).await?.alarms;
+            if current.iter().any(|a| a.alarm == AlarmKind::Corrupt) && !opts.corrupt_resolved {
+                return Err(MaintenanceError::CorruptNotResolved {
+                    members: current
+                        .iter()
+                        .filter(|a| a.alarm == AlarmKind::Corrupt)
+                        .map(entry_label)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
         }
-        done.disarmed.push(entry.clone());
+        if current.is_empty() {
+            break;
+        }
+        for entry in &current {
+            if !opts.dry_run {
+                let alarm = Alarm {
+                    member: entry.member_id,
+                    kind: entry.alarm,
+                };
+                client
+                    .disarm(alarm)
+                    .await
+                    .map_err(|source| rpc("Alarm (deactivate)", client, source))?;
+                report(Event::Disarmed {
+                    alarm: entry.alarm.to_string(),
+                    member: entry_label(entry),
+                });
+            }
+            done.disarmed.push(entry.clone());
+        }
+        if opts.dry_run {
+            break;
+        }
     }
     Ok(done)
 }
 
-/// Refuses to disarm NOSPACE while a member's file is still mostly free pages (not
-/// compacted and defragmented: the next write would raise the alarm again) or its data
-/// in use does not fit the quota (etcd 3.6 and newer report the quota).
+/// How many times `disarm` reads the alarms again after disarming them.
+const DISARM_ROUNDS: usize = 3;
+
+/// Waits until every member that answers has applied what was committed, then a moment
+/// more for the alarms those applies raise to be committed too.
+async fn settle(client: &EtcdClient, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let target = Observed::collect(client, deadline).await?.committed_index();
+    loop {
+        let seen = Observed::collect(client, deadline).await?;
+        let behind = seen
+            .statuses
+            .iter()
+            .flatten()
+            .any(|s| s.raft_applied_index < target);
+        if !behind || Instant::now() + super::POLL >= deadline {
+            break;
+        }
+        tokio::time::sleep(super::POLL).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(())
+}
+
+/// Refuses to disarm NOSPACE until the space is found: the key history compacted to
+/// (about) the current revision, every member's file without a large share of free pages
+/// (defragmented since), and, where etcd reports the quota (3.6 and newer), the data in
+/// use fitting it. Otherwise the next write raises the alarm again.
 async fn check_space(client: &EtcdClient, timeout: Duration) -> Result<()> {
+    const HOW: &str = "Run `kubeadm-etcd phase etcd alarm disarm --compact-and-defrag` (compacts to the current revision, defragments every member one at a time, then disarms); --force disarms anyway, and the alarm returns at the next write";
+    let revision = client
+        .current_revision()
+        .await
+        .map_err(|source| rpc("Range (current revision)", client, source))?;
+    if revision > 1
+        && !client
+            .compacted_through(revision - 1)
+            .await
+            .map_err(|source| rpc("Range (compaction check)", client, source))?
+    {
+        return Err(MaintenanceError::NoSpaceNotResolved {
+            why: format!(
+                "the key history is not compacted (revision {} still reads back; the current one is {revision}): the space the alarm is about is mostly old revisions, which only a compaction to the current revision frees and a defragmentation then gives back. {HOW}",
+                revision - 1
+            ),
+        });
+    }
     let seen = Observed::collect(client, Instant::now() + timeout).await?;
     let mut fragmented = Vec::new();
     let mut full = Vec::new();
@@ -234,19 +304,19 @@ async fn check_space(client: &EtcdClient, timeout: Duration) -> Result<()> {
             ));
         }
     }
-    if !full.is_empty() {
-        return Err(MaintenanceError::NoSpaceNotResolved {
-            why: format!(
-                "the data in use does not fit the quota on {}: compaction and defragmentation cannot make room for it. Raise --quota-backend-bytes (etcd.local.extraArgs, then restart each member) or delete data, then disarm; --force disarms anyway and the alarm returns at the next write",
-                full.join(", ")
-            ),
-        });
-    }
     if !fragmented.is_empty() {
         return Err(MaintenanceError::NoSpaceNotResolved {
             why: format!(
-                "the database files are not defragmented: {}. The space freed by compaction is given back only by defragmenting, and the alarm returns at the next write without it. Run `kubeadm-etcd phase etcd alarm disarm --compact-and-defrag` (compacts to the current revision, defragments every member one at a time, then disarms), or compact and `phase etcd defrag --cluster` yourself first; --force disarms anyway",
+                "the database files are not defragmented: {}; the space compaction freed is given back only by defragmenting. {HOW}",
                 fragmented.join(", ")
+            ),
+        });
+    }
+    if !full.is_empty() {
+        return Err(MaintenanceError::NoSpaceNotResolved {
+            why: format!(
+                "compacted and defragmented, the data in use still does not fit the quota on {}. Raise --quota-backend-bytes (etcd.local.extraArgs, then restart each member) or delete data first; --force disarms anyway and the alarm returns at the next write",
+                full.join(", ")
             ),
         });
     }

@@ -993,6 +993,25 @@ impl EtcdClient {
         Ok(r.header().map_or(0, |h| h.revision()))
     }
 
+    /// Whether the history before `revision` is compacted away: a read at it is refused
+    /// with "required revision has been compacted".
+    pub async fn compacted_through(&self, revision: i64) -> Result<bool, RpcError> {
+        let r = self
+            .cluster_call(|mut c| async move {
+                c.get(
+                    "kubeadm-etcd/revision",
+                    Some(GetOptions::new().with_count_only().with_revision(revision)),
+                )
+                .await
+            })
+            .await;
+        match r {
+            Ok(_) => Ok(false),
+            Err(e) if e.message.contains("required revision has been compacted") => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Compacts the key history up to `revision`, waiting until every member has
     /// removed it from its backend (`physical`), so that a defragmentation right after
     /// gives the space back. Compaction walks the whole keyspace: allowed `timeout`.
