@@ -6,7 +6,7 @@ use anyhow::bail;
 use phases::config::{GoDuration, KubeadmConfig};
 use phases::maintenance::alarm::{self, AlarmReport, DisarmOptions};
 use phases::maintenance::defrag::{
-    self, sizes, DefragOptions, DefragReport, Outcome, Scope, DEFAULT_DEFRAG_TIMEOUT,
+    self, sizes, with_role, DefragOptions, DefragReport, Outcome, Scope, DEFAULT_DEFRAG_TIMEOUT,
     DEFAULT_HEALTH_TIMEOUT,
 };
 use phases::maintenance::leader;
@@ -225,7 +225,7 @@ fn run_defrag(ctx: &Context) -> anyhow::Result<()> {
 fn print_defrag(report: &DefragReport) {
     let mut done = 0;
     for m in &report.members {
-        let who = phases::membership::member_label(m.id, &m.name);
+        let who = with_role(m.id, &m.name, m.role);
         match &m.outcome {
             Outcome::Defragmented {
                 db_size_before,
@@ -238,8 +238,7 @@ fn print_defrag(report: &DefragReport) {
                 say(
                     PREFIX,
                     format!(
-                        "Defragmented {who} ({}) in {:.2}s: {} -> {}, {} reclaimed",
-                        m.role,
+                        "Defragmented {who} in {:.2}s: {} -> {}, {} reclaimed",
                         *took_ms as f64 / 1000.0,
                         sizes(*db_size_before, *db_size_in_use_before),
                         sizes(*db_size_after, *db_size_in_use_after),
@@ -247,17 +246,14 @@ fn print_defrag(report: &DefragReport) {
                     ),
                 )
             }
-            Outcome::Skipped { reason } => {
-                say(PREFIX, format!("Skipped {who} ({}): {reason}", m.role))
-            }
+            Outcome::Skipped { reason } => say(PREFIX, format!("Skipped {who}: {reason}")),
             Outcome::WouldDefragment {
                 db_size,
                 db_size_in_use,
             } => say(
                 "dryrun",
                 format!(
-                    "Would defragment {who} ({}): {}",
-                    m.role,
+                    "Would defragment {who}: {}",
                     sizes(*db_size, *db_size_in_use)
                 ),
             ),

@@ -176,7 +176,7 @@ pub async fn defrag(
     report(Event::DefragPlan {
         order: order(&pending, seen.leader)
             .iter()
-            .map(|m| format!("{} ({})", m.label(), role_of(m, seen.leader)))
+            .map(|m| with_role(m.id, &m.name, role_of(m, seen.leader)))
             .collect(),
     });
 
@@ -396,6 +396,15 @@ async fn wait_healthy(
             });
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// `8e9e05c52164694d (node2, leader)`.
+pub fn with_role(id: MemberId, name: &str, role: &str) -> String {
+    if name.is_empty() || name == id.to_string() {
+        format!("{id} ({role})")
+    } else {
+        format!("{id} ({name}, {role})")
     }
 }
 
