@@ -193,6 +193,21 @@ fn nospace_round_through_the_binary_on_etcd_3_6_14() {
     assert!(err.contains("Defragmenting one member at a time"), "{err}");
 
     let (leader, _, _) = rt.block_on(faults::leader(&c, &[0, 1, 2]));
+    // One member: this node's (by name here), and only it.
+    let follower = format!("node{}", (leader + 2) % 3);
+    let out = run(&["defrag", "--node-name", &follower]);
+    let (stdout, err) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{err}");
+    assert_eq!(
+        stdout.matches("Defragmenting ").count(),
+        2,
+        "plan and call: {stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("({follower}, follower) in ")),
+        "{stdout}"
+    );
+
     let to = format!("node{}", (leader + 1) % 3);
     let out = run(&["move-leader", "--to", &to, "--timeout", "30s"]);
     let (stdout, err) = text(&out);
