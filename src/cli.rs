@@ -340,6 +340,7 @@ mod tests {
                 (Flag::TargetVersion, "v1.33.0"),
                 (Flag::Hosts, "a=10.0.0.1"),
                 (Flag::OutputDir, "out"),
+                (Flag::To, "node1"),
             ] {
                 if built.contains(flag.id()) {
                     args.push(format!("--{}", flag.id()));

@@ -62,12 +62,20 @@ pub enum Flag {
     RollbackOnTimeout,
     /// `promote`: how long a learner may make no progress.
     StallTimeout,
+    /// `defrag`: every member, one at a time.
+    Cluster,
+    /// `move-leader`: the member to hand leadership to.
+    To,
+    /// `alarm disarm`: compact and defragment before disarming NOSPACE.
+    CompactAndDefrag,
+    /// `alarm disarm`: the operator has repaired what CORRUPT reported.
+    CorruptResolved,
 }
 
 impl Flag {
     /// Every flag, for tests that check all of them.
     #[cfg(test)]
-    pub const ALL: [Flag; 37] = [
+    pub const ALL: [Flag; 41] = [
         Flag::Config,
         Flag::CertDir,
         Flag::NodeName,
@@ -105,6 +113,10 @@ impl Flag {
         Flag::Replace,
         Flag::RollbackOnTimeout,
         Flag::StallTimeout,
+        Flag::Cluster,
+        Flag::To,
+        Flag::CompactAndDefrag,
+        Flag::CorruptResolved,
     ];
 
     /// The long name on the command line (`cert-dir`), which is also the clap id.
@@ -147,6 +159,10 @@ impl Flag {
             Flag::Replace => "replace",
             Flag::RollbackOnTimeout => "rollback-on-timeout",
             Flag::StallTimeout => "stall-timeout",
+            Flag::Cluster => "cluster",
+            Flag::To => "to",
+            Flag::CompactAndDefrag => "compact-and-defrag",
+            Flag::CorruptResolved => "corrupt-resolved",
         }
     }
 
@@ -244,6 +260,11 @@ impl Flag {
             Flag::SkipPhases => value("PHASES", "Comma-separated phases to skip, named as listed below (certs/etcd-peer)")
                 .value_delimiter(',')
                 .action(ArgAction::Append),
+            Flag::Cluster => switch("Every member of the cluster, one at a time (learners, then followers, the leader last), instead of this node's"),
+            Flag::To => value("NAME|ID", "The member to hand leadership to: its name, or its ID in hex as etcdctl prints it")
+                .required(true),
+            Flag::CompactAndDefrag => switch("For NOSPACE: compact to the current revision and defragment every member (one at a time) before disarming"),
+            Flag::CorruptResolved => switch("Disarm a CORRUPT alarm: the diverged member has been replaced or the cluster restored, and the members' hashes agree"),
         }
     }
 

@@ -15,6 +15,7 @@ pub mod yaml;
 
 pub mod etcd_upgrade;
 pub mod kube;
+pub mod maintenance;
 pub mod membership;
 pub mod snapshot;
 pub mod upgrade;

@@ -111,7 +111,7 @@ pub fn remove_member() -> Phase {
         DryRun,
     ];
     Phase::leaf("remove-member", "Remove a member from the etcd cluster without losing quorum", FLAGS, run_remove_member)
-        .long("Remove a member by --node-name or --id (hex). A learner can always be removed (it does not vote): this is how a failed join is rolled back. A voting member is refused when the healthy voters that would remain could not keep quorum, unless --force. Idempotent: a member that is gone already is success.")
+        .long("Remove a member by --node-name or --id (hex). A learner can always be removed (it does not vote): this is how a failed join is rolled back. A voting member is refused when the healthy voters that would remain could not keep quorum, unless --force. A voting member that leads hands leadership to the most up-to-date voting member that serves first (MoveLeader: one quick election, rather than none until an election timeout). Idempotent: a member that is gone already is success.")
         .example("  kubeadm-etcd phase etcd remove-member --id 8e9e05c52164694d --endpoints https://10.0.0.1:2379")
 }
 
@@ -409,7 +409,10 @@ fn run_remove_member(ctx: &Context) -> anyhow::Result<()> {
             "voting member"
         }
     };
-    match ctx.block_on(remove::remove(&client, &opts))? {
+    let removed = ctx.block_on(remove::remove_reporting(&client, &opts, &mut |e| {
+        super::maintenance::show(false, e)
+    }))?;
+    match removed {
         RemoveOutcome::Removed {
             id,
             name,

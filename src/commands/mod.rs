@@ -25,6 +25,7 @@ pub mod certs;
 pub mod etcd;
 pub mod init;
 pub mod join;
+pub mod maintenance;
 pub mod membership;
 pub mod snapshot;
 pub mod upgrade;
@@ -47,6 +48,9 @@ pub fn phases() -> Vec<Phase> {
                 membership::check_health(),
                 membership::remove_member(),
                 snapshot::phase(),
+                maintenance::defrag(),
+                maintenance::alarm(),
+                maintenance::move_leader(),
             ],
         ),
         Phase::group(

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{
-    Certificate, Client, ConnectOptions, GetOptions, Identity, MemberAddOptions, TlsOptions,
+    AlarmAction, AlarmOptions, AlarmType, Certificate, Client, CompactionOptions, ConnectOptions,
+    GetOptions, Identity, MemberAddOptions, TlsOptions,
 };
 
 use super::cluster::Cluster;
@@ -218,6 +219,9 @@ pub enum EtcdErrorKind {
     NoLeader,
     /// The call did not finish in time; it may or may not have landed.
     Timeout,
+    /// `etcdserver: not leader`: a call only the leader serves (MoveLeader) reached a
+    /// follower, or the leader changed in between.
+    NotLeader,
     /// The member could not be reached (connection refused, TLS failure, ...).
     Unavailable,
     Other,
@@ -295,6 +299,8 @@ fn classify(e: &etcd_client::Error) -> RpcError {
         NotSupportedForLearner
     } else if message.contains("no leader") || message.contains("leader changed") {
         NoLeader
+    } else if message.contains("etcdserver: not leader") {
+        NotLeader
     } else {
         match status.code() {
             tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => Timeout,
@@ -831,6 +837,213 @@ impl Cluster for EtcdClient {
         peer_urls: &[String],
     ) -> impl Future<Output = Result<(), RpcError>> + Send {
         self.member_update(id, peer_urls)
+    }
+
+    fn move_leader(
+        &self,
+        leader_url: &str,
+        target: MemberId,
+    ) -> impl Future<Output = Result<(), RpcError>> + Send {
+        EtcdClient::move_leader(self, leader_url, target)
+    }
+}
+
+/// An alarm as etcd lists it: the member it is about and its type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Alarm {
+    /// The member that raised it; a CORRUPT alarm can carry 0 on releases before
+    /// etcd#14272.
+    pub member: MemberId,
+    pub kind: AlarmKind,
+}
+
+/// etcd's alarm types (`etcdserverpb.AlarmType`), without `NONE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum AlarmKind {
+    /// The backend reached `--quota-backend-bytes`: writes are refused.
+    #[serde(rename = "NOSPACE")]
+    NoSpace,
+    /// The corruption check found members whose data differ: writes and reads through
+    /// raft are refused.
+    #[serde(rename = "CORRUPT")]
+    Corrupt,
+}
+
+impl std::fmt::Display for AlarmKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AlarmKind::NoSpace => "NOSPACE",
+            AlarmKind::Corrupt => "CORRUPT",
+        })
+    }
+}
+
+impl AlarmKind {
+    fn wire(self) -> AlarmType {
+        match self {
+            AlarmKind::NoSpace => AlarmType::Nospace,
+            AlarmKind::Corrupt => AlarmType::Corrupt,
+        }
+    }
+}
+
+/// How long a MoveLeader call may take: etcd answers once the target leads, and raft
+/// gives a transfer up after an election timeout (1 s by default, more on slow links),
+/// so a few of those are plenty.
+pub const MOVE_LEADER_RPC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The maintenance calls (`phases::maintenance`). Defragment and MoveLeader get their own
+/// connection with their own time bound: the cached connections carry the short
+/// per-call bound as a channel timeout, which a longer call could not escape.
+impl EtcdClient {
+    /// One call on a connection of its own whose every bound is `timeout`.
+    async fn call_with_timeout<T, F, Fut>(
+        &self,
+        url: &str,
+        timeout: Duration,
+        f: F,
+    ) -> Result<T, RpcError>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let options = ConnectOptions::new()
+            .with_tls(self.tls.clone())
+            .with_connect_timeout(self.rpc_timeout)
+            .with_timeout(timeout)
+            .with_keep_alive(Duration::from_secs(10), self.rpc_timeout);
+        let result =
+            match tokio::time::timeout(self.rpc_timeout, Client::connect([url], Some(options)))
+                .await
+            {
+                Err(_) => Err(RpcError::timeout(self.rpc_timeout)),
+                Ok(Err(e)) => Err(RpcError::from(e)),
+                Ok(Ok(client)) => match tokio::time::timeout(timeout, f(client)).await {
+                    Ok(result) => result.map_err(RpcError::from),
+                    Err(_) => Err(RpcError::timeout(timeout)),
+                },
+            };
+        let untrusted = self.untrusted_client.as_deref();
+        result.map_err(|e| match tls_hint(&e.message, &self.tls_files, untrusted) {
+            Some(hint) => RpcError {
+                message: format!("{hint} ({})", e.message),
+                ..e
+            },
+            None => e,
+        })
+    }
+
+    /// Defragment on the member at `url`, allowed to take `timeout`. etcd keeps going
+    /// when the client gives up, so a timeout does not mean the member is done.
+    pub async fn defragment(&self, url: &str, timeout: Duration) -> Result<(), RpcError> {
+        self.call_with_timeout(url, timeout, |mut c| async move { c.defragment().await })
+            .await
+            .map(|_| ())
+    }
+
+    /// MoveLeader, sent to the leader at `leader_url` (any other member refuses it with
+    /// "not leader"). etcd answers once `target` leads.
+    pub async fn move_leader(&self, leader_url: &str, target: MemberId) -> Result<(), RpcError> {
+        self.call_with_timeout(leader_url, MOVE_LEADER_RPC_TIMEOUT, |mut c| async move {
+            c.move_leader(target.0).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Every active alarm of the cluster (an Alarm GET, which goes through raft).
+    pub async fn alarms(&self) -> Result<Vec<Alarm>, RpcError> {
+        let (r, _) = self
+            .cluster_call(
+                |mut c| async move { c.alarm(AlarmAction::Get, AlarmType::None, None).await },
+            )
+            .await?;
+        let mut alarms: Vec<Alarm> = r
+            .alarms()
+            .iter()
+            .filter_map(|a| {
+                let kind = match a.alarm() {
+                    AlarmType::Nospace => AlarmKind::NoSpace,
+                    AlarmType::Corrupt => AlarmKind::Corrupt,
+                    AlarmType::None => return None,
+                };
+                Some(Alarm {
+                    member: MemberId(a.member_id()),
+                    kind,
+                })
+            })
+            .collect();
+        alarms.sort();
+        Ok(alarms)
+    }
+
+    /// Deactivates one alarm.
+    pub async fn disarm(&self, alarm: Alarm) -> Result<(), RpcError> {
+        self.cluster_call(|mut c| async move {
+            let mut options = AlarmOptions::new();
+            options.with_member(alarm.member.0);
+            c.alarm(AlarmAction::Deactivate, alarm.kind.wire(), Some(options))
+                .await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// The cluster's current revision, from a linearizable read's header.
+    pub async fn current_revision(&self) -> Result<i64, RpcError> {
+        let (r, _) = self
+            .cluster_call(|mut c| async move {
+                c.get(
+                    "kubeadm-etcd/revision",
+                    Some(GetOptions::new().with_count_only()),
+                )
+                .await
+            })
+            .await?;
+        Ok(r.header().map_or(0, |h| h.revision()))
+    }
+
+    /// Whether the history before `revision` is compacted away: a read at it is refused
+    /// with "required revision has been compacted".
+    pub async fn compacted_through(&self, revision: i64) -> Result<bool, RpcError> {
+        let r = self
+            .cluster_call(|mut c| async move {
+                c.get(
+                    "kubeadm-etcd/revision",
+                    Some(GetOptions::new().with_count_only().with_revision(revision)),
+                )
+                .await
+            })
+            .await;
+        match r {
+            Ok(_) => Ok(false),
+            Err(e) if e.message.contains("required revision has been compacted") => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Compacts the key history up to `revision`, waiting until every member has
+    /// removed it from its backend (`physical`), so that a defragmentation right after
+    /// gives the space back. Compaction walks the whole keyspace: allowed `timeout`.
+    pub async fn compact(&self, revision: i64, timeout: Duration) -> Result<(), RpcError> {
+        let mut last = None;
+        for url in self.endpoints() {
+            match self
+                .call_with_timeout(&url, timeout, |mut c| async move {
+                    c.compact(revision, Some(CompactionOptions::new().with_physical()))
+                        .await
+                })
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if e.is_unavailable() => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or(RpcError {
+            kind: EtcdErrorKind::Unavailable,
+            message: "no endpoints".to_string(),
+        }))
     }
 }
 

@@ -101,4 +101,12 @@ pub trait Cluster: Send + Sync {
         id: MemberId,
         peer_urls: &[String],
     ) -> impl Future<Output = Result<(), RpcError>> + Send;
+
+    /// MoveLeader, sent to the current leader at `leader_url`; answered once `target`
+    /// leads.
+    fn move_leader(
+        &self,
+        leader_url: &str,
+        target: MemberId,
+    ) -> impl Future<Output = Result<(), RpcError>> + Send;
 }

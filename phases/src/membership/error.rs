@@ -163,6 +163,13 @@ pub enum MembershipError {
     #[error("refusing to change the peer URLs of the learner {member}: etcd before 3.5.31 and 3.6.12 turns a learner into a voter in its member list on MemberUpdate while raft still counts it as a learner (etcd#21694). Promote it first (kubeadm-etcd phase etcd promote --id {id}), or remove it (kubeadm-etcd phase etcd remove-member --id {id}) and join again")]
     LearnerUpdate { member: String, id: MemberId },
 
+    #[error("refusing to remove {member}: it leads the cluster, and moving leadership to another voting member first failed, so its removal would cost an election with no leader until it ends. Pass --force to remove it anyway")]
+    LeaderTransfer {
+        member: String,
+        #[source]
+        source: Box<crate::maintenance::MaintenanceError>,
+    },
+
     #[error("timed out after {} waiting to {what}: {last_error}", secs(*waited))]
     Timeout {
         what: String,

@@ -704,4 +704,33 @@ impl Cluster for FakeCluster {
             s.update_peer_urls(id, peer_urls)
         }))
     }
+
+    /// The target wins the next term when it is a started voter and `leader_url` is the
+    /// leader's; etcd's answers otherwise.
+    fn move_leader(
+        &self,
+        leader_url: &str,
+        target: MemberId,
+    ) -> impl Future<Output = Result<(), RpcError>> + Send {
+        let leader_url = leader_url.to_string();
+        std::future::ready(self.with(|s| {
+            let serving = s.by_client_url(&leader_url).map(|m| m.info.id);
+            if serving.is_none() || serving != s.leader {
+                return Err(etcd_error(
+                    EtcdErrorKind::NotLeader,
+                    "etcdserver: not leader",
+                ));
+            }
+            match s.members.iter().find(|m| m.info.id == target) {
+                Some(m) if !m.info.is_learner && m.up => {
+                    s.elect(target);
+                    Ok(())
+                }
+                _ => Err(etcd_error(
+                    EtcdErrorKind::Other,
+                    "etcdserver: bad leader transferee",
+                )),
+            }
+        }))
+    }
 }

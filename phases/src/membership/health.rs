@@ -25,6 +25,9 @@ pub struct HealthReport {
     pub warnings: Vec<String>,
     /// Why the cluster is unhealthy, when it is.
     pub problems: Vec<String>,
+    /// The cluster's active alarms as the members report them (`NOSPACE`, `CORRUPT`),
+    /// each once; any alarm makes the cluster unhealthy.
+    pub alarms: Vec<String>,
     #[serde(skip)]
     pub status: ClusterStatus,
 }
@@ -82,9 +85,27 @@ pub fn evaluate(status: ClusterStatus) -> HealthReport {
             status.voters - 1
         ));
     }
+    warnings.extend(size_warnings(&status.members));
+    let alarms = alarm_kinds(&status.members);
+    for alarm in &alarms {
+        problems.push(match alarm.as_str() {
+            "NOSPACE" => "alarm NOSPACE: a member's database reached its quota and the cluster refuses writes; compact and defragment, then disarm (kubeadm-etcd phase etcd alarm disarm --compact-and-defrag; alarm list says more)".to_string(),
+            "CORRUPT" => "alarm CORRUPT: members hold different data and the cluster refuses writes; do not disarm it before the diverged member is replaced (kubeadm-etcd phase etcd alarm list says how)".to_string(),
+            other => format!("alarm {other}: see kubeadm-etcd phase etcd alarm list"),
+        });
+    }
+    // Voters that answer and know a leader but report an alarm are not lost: the alarm
+    // is the problem, said above, not quorum.
+    let answering = status
+        .members
+        .iter()
+        .filter(|m| {
+            m.role == "voter" && (m.healthy || (m.errors.is_empty() && !m.alarms.is_empty()))
+        })
+        .count();
     if status.voters == 0 {
         problems.push("the member list has no voting member".to_string());
-    } else if !status.quorum {
+    } else if !status.quorum && (answering < needed || alarms.is_empty()) {
         problems.push(format!(
             "no quorum: {} of {} voting members are healthy, {} are needed",
             status.healthy_voters, status.voters, needed
@@ -105,8 +126,57 @@ pub fn evaluate(status: ClusterStatus) -> HealthReport {
         learners: status.learners,
         warnings,
         problems,
+        alarms,
         status,
     }
+}
+
+/// The alarm types the members report (`memberID:... alarm:NOSPACE`), each once.
+fn alarm_kinds(members: &[super::status::MemberRow]) -> Vec<String> {
+    let mut kinds: Vec<String> = members
+        .iter()
+        .flat_map(|m| &m.alarms)
+        .filter_map(|a| a.split("alarm:").nth(1))
+        .map(|k| k.trim().to_string())
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds
+}
+
+/// The share of the quota from which a database size is a warning.
+const QUOTA_WARNING: f64 = 0.8;
+/// Free pages worth a defragmentation: at least half the file and this many bytes.
+const FREE_WARNING_BYTES: i64 = 64 << 20;
+
+/// Databases near their quota (etcd 3.6 and newer report it) and files that are mostly
+/// free pages.
+fn size_warnings(members: &[super::status::MemberRow]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for m in members {
+        let who = member_label(m.id, &m.name);
+        if let (Some(size), Some(quota)) = (m.db_size, m.db_size_quota) {
+            if quota > 0 && size as f64 >= quota as f64 * QUOTA_WARNING {
+                warnings.push(format!(
+                    "the database of {who} is {} of its {} quota ({:.0}%): at the quota etcd raises NOSPACE and refuses writes; compact and defragment (kubeadm-etcd phase etcd defrag --cluster) or raise --quota-backend-bytes",
+                    status::human_bytes(size),
+                    status::human_bytes(quota),
+                    size as f64 * 100.0 / quota as f64
+                ));
+            }
+        }
+        if let (Some(size), Some(in_use)) = (m.db_size, m.db_size_in_use) {
+            let free = size - in_use;
+            if free >= FREE_WARNING_BYTES && free * 2 >= size {
+                warnings.push(format!(
+                    "{} of the {} database file of {who} is free pages: kubeadm-etcd phase etcd defrag gives them back",
+                    status::human_bytes(free),
+                    status::human_bytes(size)
+                ));
+            }
+        }
+    }
+    warnings
 }
 
 #[cfg(test)]
@@ -208,6 +278,36 @@ mod tests {
         assert_eq!(
             r.problems,
             ["no quorum: 1 of 2 voting members are healthy, 2 are needed"]
+        );
+    }
+
+    #[test]
+    fn an_alarm_is_the_problem_not_quorum_and_a_full_database_is_a_warning() {
+        let alarmed = |id| MemberRow {
+            errors: vec![],
+            alarms: vec![format!("memberID:{id} alarm:NOSPACE")],
+            healthy: false,
+            db_size: Some(900),
+            db_size_in_use: Some(850),
+            db_size_quota: Some(1000),
+            ..row(id, "voter", true)
+        };
+        let r = evaluate(cluster(vec![alarmed(1), alarmed(2), row(3, "voter", true)]));
+        assert!(!r.healthy);
+        assert_eq!(r.alarms, ["NOSPACE"]);
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        assert!(
+            r.problems[0].starts_with("alarm NOSPACE: ")
+                && r.problems[0].contains("alarm disarm --compact-and-defrag"),
+            "{:?}",
+            r.problems
+        );
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.starts_with("the database of 1 (n1) is 900 B of its 1.0 kB quota (90%)")),
+            "{:?}",
+            r.warnings
         );
     }
 }

@@ -37,7 +37,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use client::{
-    EtcdClient, EtcdErrorKind, EtcdTls, MemberStatus, Membership, RpcError, DEFAULT_RPC_TIMEOUT,
+    Alarm, AlarmKind, EtcdClient, EtcdErrorKind, EtcdTls, MemberStatus, Membership, RpcError,
+    DEFAULT_RPC_TIMEOUT, MOVE_LEADER_RPC_TIMEOUT,
 };
 pub use cluster::Cluster;
 pub use error::MembershipError;

@@ -36,6 +36,18 @@ pub struct RemoveOptions {
 
 /// Removes the member `opts.selector` names.
 pub async fn remove<C: Cluster>(client: &C, opts: &RemoveOptions) -> Result<RemoveOutcome> {
+    remove_reporting(client, opts, &mut |_| {}).await
+}
+
+/// [`remove`], reporting to `report` the leadership move that comes first when the member
+/// leads: a removed leader steps down only once its removal is committed, and the others
+/// then wait out an election timeout before electing another; a move first is one quick
+/// election (what Cluster API does before deleting a leader's machine).
+pub async fn remove_reporting<C: Cluster>(
+    client: &C,
+    opts: &RemoveOptions,
+    report: crate::maintenance::Reporter<'_>,
+) -> Result<RemoveOutcome> {
     let membership = client
         .member_list_until(tokio::time::Instant::now() + opts.timeout)
         .await?;
@@ -54,6 +66,26 @@ pub async fn remove<C: Cluster>(client: &C, opts: &RemoveOptions) -> Result<Remo
             name: member.display_name(),
             was_learner: member.is_learner,
         });
+    }
+    if !member.is_learner {
+        let moved =
+            crate::maintenance::leader::move_away(client, &member, opts.timeout, &mut *report)
+                .await;
+        match moved {
+            Ok(_) => {}
+            Err(e) if opts.force => report(crate::maintenance::Event::Forced {
+                what: format!(
+                    "moving leadership away from {} failed ({e}); removing it anyway (--force)",
+                    member.label()
+                ),
+            }),
+            Err(e) => {
+                return Err(MembershipError::LeaderTransfer {
+                    member: member.label(),
+                    source: Box::new(e),
+                })
+            }
+        }
     }
     // Removing a learner never touches quorum: it has no vote, so this is always safe and
     // is how a failed join is rolled back. Removing a voter lowers the number of voters

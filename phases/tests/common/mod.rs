@@ -47,7 +47,7 @@
 //! | 81      | free (was the 3.5.1 snapshot test)                          |
 //! | 82      | issue 13: `snapshot::a_full_disk_leaves_no_partial_snapshot` |
 //! | 83      | issue 13: root `tests/upgrade_cli.rs`, 3.4.23 → 3.5.30, a bad image |
-//! | 84      | issue 13: root `tests/upgrade_cli.rs`, 3.5.30 → 3.6.14      |
+//! | 84      | issue 13: root `tests/upgrade_cli.rs`, 3.5.30 → 3.6.14 → 3.7.1 |
 //! | 85      | issue 13: root `tests/upgrade_cli.rs`, refused below 3.5.26 |
 //! | 86      | issue 13: root `tests/upgrade_cli.rs`, 3.6.14 → 3.7.1 killed |
 //! | 100-114 | the learner lifecycle tests (`learner`; matrix ids even)    |
@@ -55,6 +55,7 @@
 //! | 140     | issue 14: `tls::renewed_certificates_are_served` (matrix)   |
 //! | 141     | issue 14: root `tests/cli_certs.rs`, check-health and renew (3.6.14, 3.7.1) |
 //! | 142-149 | issue 14 (certificates): reserved                           |
+//! | 150-159 | issue 14, maintenance: `maintenance` 150 (defrag), 151 (alarms), 152 (leadership); root `tests/cli_maintenance.rs` 155 |
 //! | 160     | issue 14: `replace::replace_a_dead_voter_of_three` (3.6.14, 3.7.1) |
 //! | 162     | issue 14: `replace::replace_refusals_change_nothing_etcd_3_{4_23,5_30}` |
 //! | 164     | issue 14: `replace::a_learner_that_never_starts_is_rolled_back` (3.6.14, 3.7.1) |
