@@ -2,8 +2,8 @@
 //! and `promote --rollback-on-timeout`, with TLS, every member run from the manifest our
 //! phases wrote.
 //!
-//! The main scenarios run on etcd 3.6.14 and 3.7.1 (what kubeadm 1.34-1.37 deploy), a
-//! cheap one on 3.5.30. Addresses: test ids 160-169 (`common/mod.rs`).
+//! Every scenario runs on the whole matrix (3.4.23, 3.5.30, 3.6.14, 3.7.1). Addresses:
+//! test ids 160-169 (`common/mod.rs`).
 
 mod common;
 
@@ -28,20 +28,10 @@ async fn bounded<F: std::future::Future<Output = ()>>(f: F) {
         .expect("the test finished within 120 s");
 }
 
-/// One test per version of the main scenarios (3.6.14, 3.7.1): `name::etcd_3_6_14`.
+/// One test per version of the matrix: `name::etcd_3_6_14`.
 macro_rules! etcd_matrix_new {
     ($name:ident, $body:ident, $id:expr) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn etcd_3_6_14() {
-                bounded($body(EtcdVersion::V3_6_14, $id)).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn etcd_3_7_1() {
-                bounded($body(EtcdVersion::V3_7_1, $id)).await;
-            }
-        }
+        $crate::etcd_matrix!(async $name => |v| bounded($body(v, $id)));
     };
 }
 
@@ -343,16 +333,7 @@ async fn replace_refusals(version: EtcdVersion, test_id: u8) {
     assert_eq!(ids, want);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replace_refusals_change_nothing_etcd_3_5_30() {
-    bounded(replace_refusals(EtcdVersion::V3_5_30, 162)).await;
-}
-
-// The oldest etcd with learners serves the peer gauge the same way.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replace_refusals_change_nothing_etcd_3_4_23() {
-    bounded(replace_refusals(EtcdVersion::V3_4_23, 162)).await;
-}
+etcd_matrix_new!(replace_refusals_change_nothing, replace_refusals, 162);
 
 // A learner that never starts (its node has no kubelet to run the manifest). Without
 // --rollback-on-timeout promote gives up after --stall-timeout, far before --timeout, and

@@ -55,10 +55,10 @@
 //! | 140     | issue 14: `tls::renewed_certificates_are_served` (matrix)   |
 //! | 141     | issue 14: root `tests/cli_certs.rs`, check-health and renew (3.6.14, 3.7.1) |
 //! | 142-149 | issue 14 (certificates): reserved                           |
-//! | 150-159 | issue 14, maintenance: `maintenance` 150 (defrag), 151 (alarms), 152 (leadership); root `tests/cli_maintenance.rs` 155 |
-//! | 160     | issue 14: `replace::replace_a_dead_voter_of_three` (3.6.14, 3.7.1) |
-//! | 162     | issue 14: `replace::replace_refusals_change_nothing_etcd_3_{4_23,5_30}` |
-//! | 164     | issue 14: `replace::a_learner_that_never_starts_is_rolled_back` (3.6.14, 3.7.1) |
+//! | 150-159 | issue 14, maintenance: `maintenance` 150 (defrag), 151 (alarms), 152 (leadership), each a matrix; root `tests/cli_maintenance.rs` 155 |
+//! | 160     | issue 14: `replace::replace_a_dead_voter_of_three` (matrix) |
+//! | 162     | issue 14: `replace::replace_refusals_change_nothing` (matrix) |
+//! | 164     | issue 14: `replace::a_learner_that_never_starts_is_rolled_back` (matrix) |
 //! | 166     | issue 14: root `tests/faults_cli.rs`, `replace_and_rollback_messages_and_exit_codes_etcd_3_6_14` |
 //! | 167     | issue 14: root `tests/faults_cli.rs`, `replace_killed_between_removal_and_add_converges_etcd_3_6_14` |
 //! | 168-169 | issue 14: reserved (`--replace`, `--rollback-on-timeout`)   |
