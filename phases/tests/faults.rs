@@ -58,6 +58,7 @@ fn promote_options(c: &TestCluster, n: usize, timeout: Duration) -> PromoteOptio
         selectors: vec![Selector::PeerUrl(c.node(n).peer_url())],
         timeout,
         health_timeout: Duration::from_secs(30),
+        local: c.local_learner(n),
     }
 }
 

@@ -58,6 +58,7 @@ impl Log {
                 Event::WaitingForStart { .. } => "waiting",
                 Event::Started { .. } => "started",
                 Event::Progress { .. } => "progress",
+                Event::SnapshotProgress { .. } => "snapshot",
                 Event::LearnerNotAnswering { .. } => "not-answering",
                 Event::AlreadyVoter { .. } => "already-voter",
                 Event::Promoted { .. } => "promoted",
@@ -88,6 +89,7 @@ fn promote_opts(id: MemberId, timeout: f64) -> PromoteOptions {
         selectors: vec![Selector::Id(id)],
         timeout: secs(timeout),
         health_timeout: secs(40.0),
+        local: None,
     }
 }
 

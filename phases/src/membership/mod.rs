@@ -20,6 +20,7 @@ pub mod discovery;
 mod error;
 pub mod health;
 pub mod join;
+pub mod liveness;
 pub mod promote;
 pub mod remove;
 pub mod status;
@@ -268,6 +269,16 @@ pub enum Event {
         applied: u64,
         leader_index: u64,
         percent: f64,
+    },
+    /// A database snapshot streaming into the learner, as its data directory on this node
+    /// shows it: bytes written so far against the leader's database size (`total`; 0
+    /// when the leader did not say). `complete`: received in full, being applied.
+    SnapshotProgress {
+        id: MemberId,
+        received: u64,
+        total: u64,
+        bytes_per_sec: Option<f64>,
+        complete: bool,
     },
     /// The learner stopped answering on its client URL; it will not be promoted while
     /// that lasts.

@@ -52,6 +52,7 @@
 //! | 86      | issue 13: root `tests/upgrade_cli.rs`, 3.6.14 → 3.7.1 killed |
 //! | 100-114 | the learner lifecycle tests (`learner`; matrix ids even)    |
 //! | 130-132 | `kubelet`: the stand-in's behaviour and the learner probes  |
+//! | 170     | issue 15: `learner::a_learner_fed_a_snapshot_shows_its_bytes_arriving` (matrix) |
 //! | 250     | never: `hack/local-cluster.sh` (127.250.0.11-13)            |
 //! | 251     | never: `hack/bench_join.py` (127.251.0.11-12)               |
 
