@@ -736,7 +736,7 @@ impl Printer {
             Event::LearnerNotAnswering { id, url, reason } => {
                 // A learner taking in a large log can be too busy to answer for a while;
                 // a dead one never answers again. Either way it is not promoted until it does.
-                self.line(format!("etcd learner {id} does not answer on {url} ({reason}); waiting: it is promoted only once it answers"))
+                self.line(format!("etcd learner {id} does not answer on {url} ({reason}); waiting: it is promoted only once it is seen alive"))
             }
             Event::AlreadyVoter { .. } => {}
             Event::Promoted { id, after_error, since_ready } => {

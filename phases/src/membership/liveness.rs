@@ -205,6 +205,9 @@ struct SnapshotTracker {
     last: Option<(Instant, u64)>,
     /// When a complete snapshot was first seen (received, or gone into `member/snap/db`).
     landed: Option<Instant>,
+    /// The inode of `member/snap/db` last time: a snapshot applied between two looks
+    /// (a transfer faster than the polls) replaces that file.
+    db_inode: Option<u64>,
 }
 
 impl LocalWatch {
@@ -251,7 +254,19 @@ impl LocalWatch {
                 look(&d.join("member").join("snap")).unwrap_or(SnapshotState::Idle)
             });
         let now = Instant::now();
+        let db = self
+            .learner
+            .data_dir
+            .as_deref()
+            .and_then(|d| std::fs::metadata(d.join("member").join("snap").join("db")).ok());
         let t = &mut self.snapshot;
+        let db_replaced = match (&db, t.db_inode) {
+            (Some(meta), Some(inode)) => std::os::unix::fs::MetadataExt::ino(meta) != inode,
+            _ => false,
+        };
+        if let Some(meta) = &db {
+            t.db_inode = Some(std::os::unix::fs::MetadataExt::ino(meta));
+        }
         match state {
             SnapshotState::Receiving { bytes } => {
                 // A new transfer (a restart, a second snapshot) starts over.
@@ -271,10 +286,13 @@ impl LocalWatch {
                 // received in full, and applied. What arrived is that file.
                 if let Some((_, seen)) = t.last.filter(|_| t.landed.is_none()) {
                     t.landed = Some(now);
-                    let db = self.learner.data_dir.as_deref().and_then(|d| {
-                        std::fs::metadata(d.join("member").join("snap").join("db")).ok()
-                    });
                     t.last = Some((now, db.map_or(seen, |m| m.len().max(seen))));
+                } else if t.last.is_none() && db_replaced {
+                    // Received and applied between two looks.
+                    let size = db.map_or(0, |m| m.len());
+                    t.landed = Some(now);
+                    t.first = Some((now, size));
+                    t.last = Some((now, size));
                 }
             }
         }
@@ -522,5 +540,17 @@ mod tests {
         );
         w.answered();
         assert!(w.progress().is_none());
+
+        // A transfer faster than the polls: only member/snap/db being replaced shows it.
+        std::fs::remove_file(snap.join("0000000000000010.snap.db")).unwrap();
+        assert_eq!(w.observe(), SnapshotState::Idle);
+        assert!(w.progress().is_none());
+        std::fs::write(snap.join("db.new"), [0u8; 300]).unwrap();
+        std::fs::rename(snap.join("db.new"), snap.join("db")).unwrap();
+        assert_eq!(w.observe(), SnapshotState::Idle);
+        assert_eq!(
+            w.progress().map(|p| (p.received, p.complete)),
+            Some((300, true))
+        );
     }
 }

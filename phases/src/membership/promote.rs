@@ -372,6 +372,12 @@ impl Watch {
                     return Ok(Step::Wait(Duration::ZERO));
                 }
                 Some(_) => {
+                    // The snapshot may stream in before the learner has published its
+                    // name: show it (only progress: nothing is promoted before it starts).
+                    if let Some(local) = self.local.as_mut() {
+                        local.observe();
+                        self.snapshot_progress(client, report).await;
+                    }
                     if self.due() {
                         report(Event::WaitingForStart {
                             id,
@@ -469,9 +475,7 @@ impl Watch {
         if !receiving && local.landed().is_none_or(|t| t.elapsed() > LANDED_FAST) {
             return Ok(None);
         }
-        let alive = local.alive().await;
-        let progress = local.progress();
-        if let Err(reason) = alive {
+        if let Err(reason) = local.alive().await {
             let reason = format!("the learner is taking in a snapshot and its metrics listener does not answer: {reason}");
             self.lost(client, url, reason, report).await?;
             return Ok(Some(Step::Wait(NEAR_POLL)));
@@ -483,18 +487,7 @@ impl Watch {
                 client_url: url.to_string(),
             });
         }
-        if self.snapshot_total.is_none() {
-            self.snapshot_total = self.leader_db_size(client).await;
-        }
-        if let Some(p) = progress {
-            report(Event::SnapshotProgress {
-                id: self.learner.id,
-                received: p.received,
-                total: self.snapshot_total.unwrap_or(0).max(p.received),
-                bytes_per_sec: p.bytes_per_sec,
-                complete: p.complete,
-            });
-        }
+        self.snapshot_progress(client, report).await;
         if receiving {
             return Ok(Some(Step::Wait(SNAPSHOT_POLL)));
         }
@@ -508,6 +501,23 @@ impl Watch {
             return Ok(Some(Step::Wait(NEAR_POLL)));
         }
         self.attempt(client, report).await.map(Some)
+    }
+
+    /// Reports the snapshot in the learner's data directory, as last observed.
+    async fn snapshot_progress<C: Cluster>(&mut self, client: &C, report: Reporter<'_>) {
+        let Some(p) = self.local.as_ref().and_then(LocalWatch::progress) else {
+            return;
+        };
+        if self.snapshot_total.is_none() {
+            self.snapshot_total = self.leader_db_size(client).await;
+        }
+        report(Event::SnapshotProgress {
+            id: self.learner.id,
+            received: p.received,
+            total: self.snapshot_total.unwrap_or(0).max(p.received),
+            bytes_per_sec: p.bytes_per_sec,
+            complete: p.complete,
+        });
     }
 
     /// The leader's Status `db_size`: the size of the snapshot it sends.
