@@ -166,8 +166,9 @@ def main():
     parser.add_argument("--etcd-version", action="append", dest="etcd_versions",
                         help="the etcd release(s) the join and snapshot benchmarks run on (repeatable): "
                              "3.5.1, 3.5.30, 3.6.14, 3.7.1 [default: all four]")
-    parser.add_argument("--modes", default="idle",
-                        help="join benchmark modes, comma-separated: idle, writer [default: idle]")
+    parser.add_argument("--modes",
+                        help="join benchmark modes, comma-separated: idle, writer [default: idle; "
+                             "with --smoke both]")
     parser.add_argument("--write-rate", type=int, default=500,
                         help="keys per second the writer puts on the voter in the writer mode [default: 500]")
     parser.add_argument("--out", help="where the join benchmark writes its tables, JSON and SVG charts "
@@ -177,10 +178,11 @@ def main():
     runs = 1 if args.smoke else args.runs
     # The smoke proves the scripts work, on the newest etcd only (CI time).
     etcd_versions = args.etcd_versions or (["3.7.1"] if args.smoke else ["3.5.1", "3.5.30", "3.6.14", "3.7.1"])
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    modes_arg = args.modes or ("idle,writer" if args.smoke else "idle")
+    modes = [m.strip() for m in modes_arg.split(",") if m.strip()]
     for m in modes:
         if m not in ("idle", "writer"):
-            sys.exit(f"--modes {args.modes}: each mode is idle or writer")
+            sys.exit(f"--modes {modes_arg}: each mode is idle or writer")
     # The smoke's charts prove the writer works; they are not results to commit.
     out_dir = args.out or (os.path.join(REPO, "_output", "bench-smoke") if args.smoke
                            else os.path.join(REPO, "hack", "bench-results"))
