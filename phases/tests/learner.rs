@@ -674,16 +674,39 @@ async fn fed_a_snapshot(version: EtcdVersion, test_id: u8) {
     c.start(0);
     c.wait_healthy(0);
 
-    let log = events();
-    c.join(1, JOIN_TIMEOUT, &log)
+    c.join(1, JOIN_TIMEOUT, &events())
         .await
         .unwrap_or_else(|e| panic!("join node1: {e}"));
-    c.start(1);
-    let client = c.client(0, 1);
+    // promote first, the learner once promote looks: a transfer faster than promote's
+    // first look at the data directory (a loaded machine) would show nothing to assert.
+    let c = Arc::new(c);
+    let log = Arc::new(events());
     let opts = c.promote_options(1, PROMOTE_TIMEOUT);
     assert!(opts.local.is_some(), "promote reads node1's manifest");
-    let promoted = promote::promote(&client, &opts, &mut |e| log.lock().unwrap().push(e))
+    let task = {
+        let (c, log) = (c.clone(), log.clone());
+        tokio::spawn(async move {
+            promote::promote(&c.client(0, 1), &opts, &mut |e| log.lock().unwrap().push(e)).await
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, Event::WaitingForStart { .. }))
+    {
+        assert!(
+            !task.is_finished() && Instant::now() < deadline,
+            "promote never reported waiting for the start: {:?}",
+            log.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    c.start(1);
+    let promoted = task
         .await
+        .unwrap()
         .unwrap_or_else(|e| panic!("promote node1: {e}\n{}", c.log_tail(1)));
     assert_eq!(promoted.outcome, PromoteOutcome::Promoted);
 

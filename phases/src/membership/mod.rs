@@ -3,8 +3,9 @@
 //! A new member joins as a raft *learner* ([`join`]), which receives the log but does not
 //! vote, so a learner that never starts or cannot keep up costs the cluster nothing. Once
 //! it has caught up it is promoted to a voter ([`promote`]); only then does it count
-//! towards quorum, and only after this tool has seen it answer. [`status`], [`health`] and
-//! [`remove`] inspect the cluster and roll a learner (or, carefully, a voter) back.
+//! towards quorum, and only after this tool has fresh evidence that it is alive
+//! ([`liveness`]). [`status`], [`health`] and [`remove`] inspect the cluster and roll a
+//! learner (or, carefully, a voter) back.
 //!
 //! Every operation is idempotent: a member is recognised by its peer URL, so running a
 //! step again after a crash, or after it succeeded, converges instead of adding twice.

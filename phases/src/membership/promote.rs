@@ -3,9 +3,11 @@
 //!
 //! The learner is found by its ID, name or peer URL. The wait has three stages, each
 //! reported: until it starts (publishes its name), while it catches up (its applied index
-//! against the leader's raft index, from the Status RPC that learners serve), and the
-//! promotion itself, retried while etcd says the learner is not in sync yet. After the
-//! promotion the cluster must be healthy with the new voter.
+//! against the leader's raft index, from the Status RPC that learners serve; on the
+//! learner's own node also a snapshot arriving, in bytes, see [`super::liveness`]), and
+//! the promotion itself, retried while etcd says the learner is not in sync yet, each
+//! attempt right after fresh evidence that the learner is alive. After the promotion the
+//! cluster must be healthy with the new voter.
 //!
 //! Idempotent: a member that is already a voter is success, also when the promotion
 //! landed but its answer was lost.
