@@ -226,6 +226,12 @@ async fn learner_paused(run: Run) {
             .contains("does not answer on its client URL"),
         "{err}"
     );
+    // Its metrics listener, on this node, was asked too and did not count: a paused
+    // process answers nothing within the bound.
+    assert!(
+        err.to_string().contains("nor on its metrics listener"),
+        "{err}"
+    );
     assert!(
         events
             .lock()

@@ -486,6 +486,11 @@ async fn killed_after_catch_up(version: EtcdVersion, test_id: u8) {
         err.to_string().contains("refusing to promote the learner"),
         "{err}"
     );
+    // The metrics listener was asked as well (the manifest is this node's): refused.
+    assert!(
+        err.to_string().contains("nor on its metrics listener"),
+        "{err}"
+    );
     assert_eq!(err.rollback_id(), joined.member_id);
 
     // Still one voter with quorum, the dead member still a learner.
