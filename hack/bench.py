@@ -9,11 +9,15 @@ test suite only runs `--smoke` (one iteration of everything) so the script canno
              (the floor of starting any process).
   join       add-to-voter time of our join-learner + promote against kubeadm's way done
              with etcdctl (retry `member promote` every 500 ms) and the same with a 10 ms
-             retry, on fresh clusters of the same shape and data (see bench_join.py).
+             retry, on fresh clusters of the same shape and data, 0, 64, 512 and 2048 MiB
+             databases, on an idle cluster and (--modes writer) under a steady writer;
+             writes a table, JSON and an SVG chart per etcd release and mode into --out
+             (see bench_join.py).
   snapshot   `phase etcd snapshot save` against `etcdctl snapshot save` from the same
              member, 64 and 512 MiB databases, with each one's peak RSS.
 
-Usage: hack/bench.py [--smoke] [--runs N] [--etcd-version V ...] [certs|coldstart|join|snapshot ...]
+Usage: hack/bench.py [--smoke] [--runs N] [--etcd-version V ...] [--modes idle,writer]
+                    [--write-rate N] [--out DIR] [certs|coldstart|join|snapshot ...]
        (JOIN_SIZES_MIB=0,64 and SNAPSHOT_SIZES_MIB=512 limit those benchmarks to some
        database sizes)
 """
@@ -161,13 +165,28 @@ def main():
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--etcd-version", action="append", dest="etcd_versions",
-                        help="the etcd release(s) the join benchmark runs on (repeatable): 3.5.1, 3.5.30, "
-                             "3.6.14, 3.7.1 [default: 3.5.1 and 3.7.1, the oldest and the newest]")
+                        help="the etcd release(s) the join and snapshot benchmarks run on (repeatable): "
+                             "3.5.1, 3.5.30, 3.6.14, 3.7.1 [default: all four]")
+    parser.add_argument("--modes",
+                        help="join benchmark modes, comma-separated: idle, writer [default: idle; "
+                             "with --smoke both]")
+    parser.add_argument("--write-rate", type=int, default=500,
+                        help="keys per second the writer puts on the voter in the writer mode [default: 500]")
+    parser.add_argument("--out", help="where the join benchmark writes its tables, JSON and SVG charts "
+                                      "[default: hack/bench-results; with --smoke, _output/bench-smoke]")
     parser.add_argument("which", nargs="*", default=["certs", "coldstart", "join", "snapshot"])
     args = parser.parse_args()
     runs = 1 if args.smoke else args.runs
     # The smoke proves the scripts work, on the newest etcd only (CI time).
-    etcd_versions = args.etcd_versions or (["3.7.1"] if args.smoke else ["3.5.1", "3.7.1"])
+    etcd_versions = args.etcd_versions or (["3.7.1"] if args.smoke else ["3.5.1", "3.5.30", "3.6.14", "3.7.1"])
+    modes_arg = args.modes or ("idle,writer" if args.smoke else "idle")
+    modes = [m.strip() for m in modes_arg.split(",") if m.strip()]
+    for m in modes:
+        if m not in ("idle", "writer"):
+            sys.exit(f"--modes {modes_arg}: each mode is idle or writer")
+    # The smoke's charts prove the writer works; they are not results to commit.
+    out_dir = args.out or (os.path.join(REPO, "_output", "bench-smoke") if args.smoke
+                           else os.path.join(REPO, "hack", "bench-results"))
     if not os.path.exists(BIN):
         sys.exit(f"{BIN} is missing: run hack/bench.sh, which builds it")
     if shutil.which("openssl") is None:
@@ -180,12 +199,17 @@ def main():
         results["coldstart"] = bench_coldstart(max(runs, 1) * (1 if args.smoke else 2))
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import bench_join  # noqa: E402
-    for which, run in (("join", bench_join.run), ("snapshot", bench_join.run_snapshot)):
-        if which in args.which:
-            results[which] = {}
-            for version in etcd_versions:
-                bench_join.use_etcd(version)
-                results[which].update(run(BIN, runs=runs, smoke=args.smoke, report=report))
+    if "join" in args.which:
+        results["join"] = {}
+        for version in etcd_versions:
+            bench_join.use_etcd(version)
+            results["join"].update(bench_join.run(BIN, runs=runs, smoke=args.smoke, report=report, modes=modes,
+                                                  write_rate=args.write_rate, out_dir=out_dir))
+    if "snapshot" in args.which:
+        results["snapshot"] = {}
+        for version in etcd_versions:
+            bench_join.use_etcd(version)
+            results["snapshot"].update(bench_join.run_snapshot(BIN, runs=runs, smoke=args.smoke, report=report))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2, sort_keys=True)

@@ -8,12 +8,31 @@ shape and data, runs alternated (called by hack/bench.py):
   etcdctl 10ms   the same with a 10 ms retry: the practical floor
 
 Every cluster is one voter started from a copy of the same seed data directory (made once
-per database size, TLS everywhere, certificates from our phases), plus the joining member,
-started by hack/kubelet-standin.rs from the manifest as soon as it appears, exactly as in
-hack/local-cluster.sh. The tool's peak RSS is read from wait4() for join-learner and
-promote. Loopback addresses 127.251.0.0/24 (reserved for this benchmark in
+per database size and etcd release, TLS everywhere, certificates from our phases), plus the
+joining member, started by hack/kubelet-standin.rs from the manifest as soon as it appears,
+exactly as in hack/local-cluster.sh. The seed takes a raft snapshot every 100 entries while
+it is filled, and the copy restarts from its last one, so the learner is fed the whole
+database as a snapshot, as a learner joining any real cluster (history beyond etcd's
+snapshot catch-up entries) is. The tool's peak RSS is read from wait4() for join-learner
+and promote. Loopback addresses 127.251.0.0/24 (reserved for this benchmark in
 phases/tests/common/mod.rs), kubeadm's standard ports.
+
+Modes: `idle` (nothing else happens), and `writer`: a writer puts small keys on the voter
+at a steady rate (500/s by default) through etcd's JSON gateway, from before the join
+starts until the member is a voter; its achieved rate, failures and worst latency are
+reported with the join times.
+
+Results are written as a table (`join-<etcd>.md`, all modes and sizes), JSON and an SVG
+chart per etcd release and mode (`join-<etcd>-<mode>.svg`: join time against database
+size, one line per method) into the output directory (hack/bench-results by default).
 """
+import base64
+import http.client
+import json
+import ssl
+import statistics
+import threading
+import xml.dom.minidom
 import os
 import re
 import shutil
@@ -49,6 +68,9 @@ STANDIN = os.path.join(TARGET_DIR, PROFILE, "examples", "kubelet-standin")
 SEED_IP, JOIN_IP = "127.251.0.11", "127.251.0.12"
 MIB = 1024 * 1024
 
+# Only while the seed is filled (see the module documentation); removed from its copies.
+SEED_SNAPSHOT_COUNT = "    - name: snapshot-count\n      value: \"100\"\n"
+
 CONFIG = """apiVersion: kubeadm.k8s.io/v1beta4
 kind: {kind}
 nodeRegistration:
@@ -68,10 +90,10 @@ etcd:
     extraArgs:
     - name: quota-backend-bytes
       value: "4294967296"
-"""
+{extra}"""
 
 
-def write_config(dir_, name, ip, join):
+def write_config(dir_, name, ip, join, extra=""):
     os.makedirs(dir_, exist_ok=True)
     endpoint = (f"controlPlane:\n  localAPIEndpoint:\n    advertiseAddress: {ip}" if join
                 else f"localAPIEndpoint:\n  advertiseAddress: {ip}")
@@ -79,14 +101,14 @@ def write_config(dir_, name, ip, join):
     with open(path, "w") as f:
         f.write(CONFIG.format(kind="JoinConfiguration" if join else "InitConfiguration", name=name,
                               endpoint=endpoint, dir=dir_, kubernetes=KUBERNETES_FOR_ETCD[ETCD_VERSION],
-                              etcd=ETCD_VERSION))
+                              etcd=ETCD_VERSION, extra=extra))
     return path
 
 
 class Node:
-    def __init__(self, bin_, root, name, ip, join):
+    def __init__(self, bin_, root, name, ip, join, extra=""):
         self.bin, self.dir, self.name, self.ip = bin_, os.path.join(root, name), name, ip
-        self.config = write_config(self.dir, name, ip, join)
+        self.config = write_config(self.dir, name, ip, join, extra)
         self.manifests = os.path.join(self.dir, "manifests")
         self.proc = None
 
@@ -115,6 +137,88 @@ class Node:
         pki = os.path.join(self.dir, "pki")
         return ["--cacert", f"{pki}/etcd/ca.crt", "--cert", f"{pki}/etcd/healthcheck-client.crt",
                 "--key", f"{pki}/etcd/healthcheck-client.key"]
+
+    def gateway(self, timeout=10):
+        """An HTTPS connection to etcd's JSON gateway with the healthcheck-client certificate."""
+        pki = os.path.join(self.dir, "pki", "etcd")
+        ctx = ssl.create_default_context(cafile=f"{pki}/ca.crt")
+        ctx.load_cert_chain(f"{pki}/healthcheck-client.crt", f"{pki}/healthcheck-client.key")
+        return http.client.HTTPSConnection(self.ip, 2379, context=ctx, timeout=timeout)
+
+
+def gateway_put(conn, key, value):
+    body = json.dumps({"key": base64.b64encode(key.encode()).decode(),
+                       "value": base64.b64encode(value.encode()).decode()})
+    conn.request("POST", "/v3/kv/put", body=body, headers={"Content-Type": "application/json"})
+    answer = conn.getresponse()
+    data = answer.read()
+    if answer.status != 200:
+        raise RuntimeError(f"put {key}: HTTP {answer.status}: {data[:200]!r}")
+
+
+class Writer:
+    """Puts small keys on `node` at `rate` per second, spread over a few connections (one
+    put waits for etcd's fsync, so one connection alone may not keep up), until stopped."""
+
+    THREADS = 4
+
+    def __init__(self, node, rate):
+        self.node, self.rate = node, rate
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.ok = self.failed = 0
+        self.latencies = []
+        self.errors = []
+        self.threads = []
+        self.started = self.stopped = None
+
+    def _loop(self, index):
+        conn = self.node.gateway()
+        interval = self.THREADS / self.rate
+        next_at = time.perf_counter()
+        i = 0
+        while not self.stopping.is_set():
+            now = time.perf_counter()
+            if now < next_at:
+                time.sleep(min(next_at - now, 0.05))
+                continue
+            next_at += interval
+            start = time.perf_counter()
+            try:
+                gateway_put(conn, f"/writer/{index}/{i:08d}", "v" * 64)
+                with self.lock:
+                    self.ok += 1
+                    self.latencies.append(time.perf_counter() - start)
+            except Exception as e:  # noqa: BLE001 - counted and reported, the join goes on
+                with self.lock:
+                    self.failed += 1
+                    self.errors.append(str(e))
+                conn.close()
+                conn = self.node.gateway()
+            i += 1
+        conn.close()
+
+    def start(self):
+        self.started = time.perf_counter()
+        for index in range(self.THREADS):
+            t = threading.Thread(target=self._loop, args=(index,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def stop(self):
+        self.stopping.set()
+        for t in self.threads:
+            t.join(timeout=30)
+        self.stopped = time.perf_counter()
+        lat = sorted(self.latencies)
+        return {
+            "puts": self.ok,
+            "failed": self.failed,
+            "rate": self.ok / (self.stopped - self.started),
+            "p99_ms": lat[int(len(lat) * 0.99)] * 1000 if lat else None,
+            "max_ms": lat[-1] * 1000 if lat else None,
+            "first_error": self.errors[0] if self.errors else None,
+        }
 
 
 def etcdctl(node, endpoint, *args, check=True, timeout=60):
@@ -166,8 +270,9 @@ def run_tool(args, timeout=900, marker=None):
 
 def make_seed(bin_, work, size_mib):
     """One voter with `size_mib` MiB of values, stopped: its directory is copied for
-    every run so that every cluster starts from the same data."""
-    seed = Node(bin_, work, "seed", SEED_IP, join=False)
+    every run so that every cluster starts from the same data. It takes a raft snapshot
+    every 100 entries, and 150 small keys make sure there is at least one."""
+    seed = Node(bin_, work, "seed", SEED_IP, join=False, extra=SEED_SNAPSHOT_COUNT)
     subprocess.run([bin_, "init", *seed.flags()], check=True, stdout=subprocess.DEVNULL)
     seed.start_kubelet()
     try:
@@ -178,6 +283,10 @@ def make_seed(bin_, work, size_mib):
             subprocess.run([ETCDCTL, "--endpoints", endpoint, *seed.tls(), "put", f"/bench/{i:05d}"],
                            input=value, text=True, check=True,
                            stdout=subprocess.DEVNULL, timeout=60)
+        conn = seed.gateway()
+        for i in range(150):
+            gateway_put(conn, f"/small/{i:03d}", "x")
+        conn.close()
     finally:
         seed.stop()
     return seed
@@ -196,8 +305,12 @@ def fresh_cluster(bin_, seed, root):
     path = os.path.join(node.manifests, "etcd.yaml")
     with open(path) as f:
         text = f.read()
+    text = text.replace(seed.dir, first)
+    # The copy runs with etcd's default snapshot count; it restarts from the seed's last
+    # snapshot, which is what feeds the learner a snapshot.
+    text = re.sub(r"\n\s*- --snapshot-count=100(?=\n)", "", text)
     with open(path, "w") as f:
-        f.write(text.replace(seed.dir, first))
+        f.write(text)
     node.start_kubelet()
     wait_healthy(node, f"https://{SEED_IP}:2379")
     return node
@@ -217,8 +330,14 @@ def join_ours(bin_, first, node):
     endpoints = ["--endpoints", f"https://{SEED_IP}:2379"]
     start = time.perf_counter()
     _, rss_join, _ = run_tool([bin_, "phase", "etcd", "join-learner", *node.flags(), *endpoints])
-    _, rss_promote, promoted = run_tool([bin_, "phase", "etcd", "promote", "--config", node.config, *endpoints,
-                                         "--timeout", "15m"], marker=b"to a voting member")
+    # The clock stops at the promotion (the line promote prints when etcd accepted it), as
+    # the etcdctl loops' does: not after promote's health wait that follows, which waits
+    # for the new voter to serve clients (seconds after a snapshot: etcd's first publish
+    # of a member fed a snapshot times out, server.go "failed to publish local member",
+    # and it serves only after the second, 7 s later on 3.7.1).
+    _, rss_promote, promoted = run_tool([bin_, "phase", "etcd", "promote", "--config", node.config,
+                                         "--manifest-dir", node.manifests, *endpoints, "--timeout", "15m"],
+                                        marker=b"ms after it was seen ready")
     if promoted is None:
         raise RuntimeError("promote exited 0 without reporting the promotion")
     return promoted - start, max(rss_join, rss_promote)
@@ -272,42 +391,184 @@ def require_standin():
         raise SystemExit(f"{STANDIN} is missing: run hack/bench.sh, which builds it")
 
 
-def run(bin_, runs, smoke, report):
-    sizes = prepare([(0, 1)] if smoke else [(0, runs), (64, runs), (512, max(3, runs // 3))], "JOIN_SIZES_MIB")
+# The join benchmark's database sizes (MiB) and runs: the largest ones take minutes each.
+def join_sizes(runs, smoke):
+    if smoke:
+        return [(0, 1)]
+    return [(0, runs), (64, runs), (512, max(3, runs // 3)), (2048, max(3, runs // 5))]
+
+
+OURS = "kubeadm-etcd join-learner + promote"
+LOOP_500 = "etcdctl, promote retried every 500 ms"
+LOOP_10 = "etcdctl, promote retried every 10 ms"
+
+
+def run(bin_, runs, smoke, report, modes=("idle",), write_rate=500, out_dir=None):
+    """The join benchmark on the current etcd release: for each database size (one seed,
+    copied for every run) and mode, the three methods alternated. Writes the table, the
+    JSON and one SVG chart per mode into `out_dir`."""
+    sizes = prepare(join_sizes(runs, smoke), "JOIN_SIZES_MIB")
     results = {}
     for size_mib, n in sizes:
         with tempfile.TemporaryDirectory(prefix="kubeadm-etcd-bench-") as work:
             seed = make_seed(bin_, work, size_mib)
-            contenders = [
-                ("kubeadm-etcd join-learner + promote", lambda f, j: join_ours(bin_, f, j)),
-                ("etcdctl, promote retried every 500 ms", lambda f, j: join_etcdctl(bin_, f, j, 0.5)),
-                ("etcdctl, promote retried every 10 ms", lambda f, j: join_etcdctl(bin_, f, j, 0.01)),
-            ]
-            samples = {name: [] for name, _ in contenders}
-            peak = []
-            for round_ in range(n):
-                order = contenders[round_ % 3:] + contenders[:round_ % 3]
-                for name, fn in order:
-                    root = tempfile.mkdtemp(dir=work)
-                    first = node = None
-                    try:
-                        first = fresh_cluster(bin_, seed, root)
-                        node = joiner(bin_, first, root)
-                        elapsed, rss = fn(first, node)
-                        samples[name].append(elapsed)
-                        if rss:
-                            peak.append(rss)
-                    finally:
-                        for member in (node, first):
-                            if member:
-                                member.stop()
-                        shutil.rmtree(root, ignore_errors=True)
-            title = f"join time, member add to voter, {size_mib} MiB database, etcd {ETCD_VERSION}"
-            out = report(title, samples, "etcdctl, promote retried every 10 ms", unit="s", scale=1.0)
-            out["peak_rss_kib"] = max(peak) if peak else None
-            print(f"peak RSS of kubeadm-etcd during the join: {max(peak) / 1024:.1f} MiB" if peak else "")
-            results[f"{ETCD_VERSION}/{size_mib}MiB"] = out
+            for mode in modes:
+                results[f"{ETCD_VERSION}/{mode}/{size_mib}MiB"] = run_size(
+                    bin_, work, seed, size_mib, n, mode, write_rate, report)
+    if out_dir:
+        write_outputs(out_dir, results, write_rate)
     return results
+
+
+def run_size(bin_, work, seed, size_mib, n, mode, write_rate, report):
+    contenders = [
+        (OURS, lambda f, j: join_ours(bin_, f, j)),
+        (LOOP_500, lambda f, j: join_etcdctl(bin_, f, j, 0.5)),
+        (LOOP_10, lambda f, j: join_etcdctl(bin_, f, j, 0.01)),
+    ]
+    samples = {name: [] for name, _ in contenders}
+    peak = []
+    writes = {name: [] for name, _ in contenders}
+    for round_ in range(n):
+        order = contenders[round_ % 3:] + contenders[:round_ % 3]
+        for name, fn in order:
+            root = tempfile.mkdtemp(dir=work)
+            first = node = writer = None
+            try:
+                first = fresh_cluster(bin_, seed, root)
+                node = joiner(bin_, first, root)
+                if mode == "writer":
+                    writer = Writer(first, write_rate)
+                    writer.start()
+                    time.sleep(1.0)  # the steady state before the join starts
+                elapsed, rss = fn(first, node)
+                samples[name].append(elapsed)
+                if rss:
+                    peak.append(rss)
+            finally:
+                if writer:
+                    writes[name].append(writer.stop())
+                for member in (node, first):
+                    if member:
+                        member.stop()
+                shutil.rmtree(root, ignore_errors=True)
+    load = f", a writer putting {write_rate} keys/s" if mode == "writer" else ""
+    title = f"join time, member add to voter, {size_mib} MiB database, etcd {ETCD_VERSION}{load}"
+    out = report(title, samples, LOOP_10, unit="s", scale=1.0)
+    for name, values in samples.items():
+        out[name]["samples"] = values
+    out["size_mib"] = size_mib
+    out["mode"] = mode
+    out["peak_rss_kib"] = max(peak) if peak else None
+    if peak:
+        print(f"peak RSS of kubeadm-etcd during the join: {max(peak) / 1024:.1f} MiB")
+    if mode == "writer":
+        out["writer"] = writes
+        for name, w in writes.items():
+            failed = sum(x["failed"] for x in w)
+            worst = max((x["max_ms"] or 0) for x in w) if w else 0
+            rate = statistics.median([x["rate"] for x in w]) if w else 0
+            print(f"writer during {name}: {rate:.0f} puts/s (median), {failed} failed, worst latency {worst:.0f} ms")
+    return out
+
+
+def write_outputs(out_dir, results, write_rate):
+    """The table (markdown), the JSON and the SVG charts of one etcd release."""
+    os.makedirs(out_dir, exist_ok=True)
+    base = os.path.join(out_dir, f"join-{ETCD_VERSION}")
+    with open(base + ".json", "w") as f:
+        json.dump(results, f, indent=2, sort_keys=True)
+    rows = ["| mode | database | kubeadm-etcd | etcdctl 500 ms | etcdctl 10 ms | ours / 10 ms | ours / 500 ms | peak RSS |",
+            "|---|---|---|---|---|---|---|---|"]
+    for key in sorted(results, key=lambda k: (results[k]["mode"], results[k]["size_mib"])):
+        r = results[key]
+        ours, slow, fast = (r[name]["median"] for name in (OURS, LOOP_500, LOOP_10))
+        mode = "idle" if r["mode"] == "idle" else f"{write_rate} puts/s"
+        rss = f"{r['peak_rss_kib'] / 1024:.1f} MiB" if r["peak_rss_kib"] else "-"
+        rows.append(f"| {mode} | {r['size_mib']} MiB ({r[OURS]['runs']} runs) | {ours:.3f} s | {slow:.3f} s | "
+                    f"{fast:.3f} s | {ours / fast:.2f}x | {ours / slow:.2f}x | {rss} |")
+    with open(base + ".md", "w") as f:
+        f.write(f"Join time, member add to voter, etcd {ETCD_VERSION} (medians)\n\n" + "\n".join(rows) + "\n")
+    for mode in sorted({r["mode"] for r in results.values()}):
+        series = {name: [] for name in (OURS, LOOP_500, LOOP_10)}
+        for r in results.values():
+            if r["mode"] == mode:
+                for name in series:
+                    series[name].append((r["size_mib"], r[name]["median"]))
+        load = "idle cluster" if mode == "idle" else f"a writer putting {write_rate} keys/s"
+        svg = chart_svg(f"Join time against database size, etcd {ETCD_VERSION}, {load}", series)
+        # A chart that is not well-formed XML fails here, in the smoke too.
+        xml.dom.minidom.parseString(svg)
+        with open(f"{base}-{mode}.svg", "w") as f:
+            f.write(svg)
+        print(f"wrote {base}-{mode}.svg")
+    print(f"wrote {base}.md and {base}.json")
+
+
+COLOURS = {OURS: "#1f77b4", LOOP_500: "#d62728", LOOP_10: "#2ca02c"}
+
+
+def nice_step(top, ticks=5):
+    """A round tick step (1, 2 or 5 times a power of ten) covering `top` in about `ticks`."""
+    raw = top / ticks if top > 0 else 1
+    power = 10 ** int(f"{raw:e}".split("e")[1])
+    for m in (1, 2, 5, 10):
+        if raw <= m * power:
+            return m * power
+    return 10 * power
+
+
+def chart_svg(title, series, width=720, height=420):
+    """A line chart, written by hand (no plotting package): x the database size in MiB
+    (linear), y the median join time in seconds, one line and legend entry per method.
+    Deterministic: the same results give the same bytes."""
+    left, right, top, bottom = 70, 20, 40, 110
+    plot_w, plot_h = width - left - right, height - top - bottom
+    xs = sorted({x for points in series.values() for x, _ in points}) or [0]
+    ys = [y for points in series.values() for _, y in points] or [1]
+    x_max = max(xs) or 1
+    y_step = nice_step(max(ys) * 1.05)
+    y_max = y_step * (int(max(ys) * 1.05 / y_step) + 1)
+
+    def px(x):
+        return left + plot_w * x / x_max if len(xs) > 1 else left + plot_w / 2
+
+    def py(y):
+        return top + plot_h * (1 - y / y_max)
+
+    esc = lambda t: t.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")  # noqa: E731
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{width / 2:.1f}" y="22" text-anchor="middle" font-size="14">{esc(title)}</text>']
+    tick = 0.0
+    while tick <= y_max + 1e-9:
+        y = py(tick)
+        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{tick:g} s</text>')
+        tick += y_step
+    for x in xs:
+        out.append(f'<line x1="{px(x):.1f}" y1="{top + plot_h}" x2="{px(x):.1f}" y2="{top + plot_h + 5}" stroke="#333"/>')
+        out.append(f'<text x="{px(x):.1f}" y="{top + plot_h + 18}" text-anchor="middle">{x} MiB</text>')
+    out.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#333"/>')
+    out.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#333"/>')
+    out.append(f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h + 36}" text-anchor="middle">database size</text>')
+    out.append(f'<text transform="translate(16 {top + plot_h / 2:.1f}) rotate(-90)" text-anchor="middle">'
+               'join time, member add to voter (median)</text>')
+    for i, (name, points) in enumerate(series.items()):
+        colour = COLOURS.get(name, "#555")
+        points = sorted(points)
+        if len(points) > 1:
+            path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in points)
+            out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        for x, y in points:
+            out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3.5" fill="{colour}">'
+                       f'<title>{esc(name)}: {y:.3f} s at {x} MiB</title></circle>')
+        ly = top + plot_h + 56 + 16 * i
+        out.append(f'<line x1="{left}" y1="{ly - 4}" x2="{left + 24}" y2="{ly - 4}" stroke="{colour}" stroke-width="2"/>')
+        out.append(f'<text x="{left + 30}" y="{ly}">{esc(name)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
 
 
 def save_ours(bin_, node, out_dir):

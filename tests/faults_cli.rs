@@ -180,11 +180,12 @@ impl Node {
             .args(args)
             .arg("--config")
             .arg(self.config());
-        if args.first() == Some(&"etcd") && args.get(1) != Some(&"promote") {
-            cmd.arg("--manifest-dir")
-                .arg(self.manifest_dir())
-                .arg("--backup-dir")
-                .arg(self.dir.join("tmp"));
+        if args.first() == Some(&"etcd") {
+            // promote reads the manifest for the learner's metrics listener.
+            cmd.arg("--manifest-dir").arg(self.manifest_dir());
+            if args.get(1) != Some(&"promote") {
+                cmd.arg("--backup-dir").arg(self.dir.join("tmp"));
+            }
         }
         cmd.stdin(Stdio::null());
         cmd

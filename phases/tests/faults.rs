@@ -61,6 +61,7 @@ fn promote_options(c: &TestCluster, n: usize, timeout: Duration) -> PromoteOptio
         health_timeout: Duration::from_secs(30),
         stall_timeout: None,
         rollback_on_timeout: false,
+        local: c.local_learner(n),
     }
 }
 
@@ -226,6 +227,12 @@ async fn learner_paused(run: Run) {
     assert!(
         err.to_string()
             .contains("does not answer on its client URL"),
+        "{err}"
+    );
+    // Its metrics listener, on this node, was asked too and did not count: a paused
+    // process answers nothing within the bound.
+    assert!(
+        err.to_string().contains("nor on its metrics listener"),
         "{err}"
     );
     assert!(

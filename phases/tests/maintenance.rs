@@ -345,7 +345,7 @@ async fn defrag_cluster_under_a_writer(v: EtcdVersion) {
     assert_eq!(assert_logged_one_at_a_time(&c).len(), 5);
 }
 
-crate::etcd_matrix!(async defrag_under_a_writer => |v| defrag_cluster_under_a_writer(v));
+crate::etcd_matrix!(async defrag_under_a_writer => defrag_cluster_under_a_writer);
 
 /// A quota of 8 MiB on every member, through the configuration's extraArgs.
 fn with_quota(c: &mut TestCluster, bytes: u64) {
@@ -585,7 +585,7 @@ async fn leadership(v: EtcdVersion) {
     .await;
 }
 
-crate::etcd_matrix!(async move_leader_and_remove_the_leader => |v| leadership(v));
+crate::etcd_matrix!(async move_leader_and_remove_the_leader => leadership);
 
 /// The leadership logic of `remove-member` and `move-leader` against the scripted etcd
 /// (`membership::fake`, a paused clock): which member gets leadership, and what is

@@ -59,6 +59,7 @@ impl Log {
                 Event::WaitingForStart { .. } => "waiting",
                 Event::Started { .. } => "started",
                 Event::Progress { .. } => "progress",
+                Event::SnapshotProgress { .. } => "snapshot",
                 Event::LearnerNotAnswering { .. } => "not-answering",
                 Event::AlreadyVoter { .. } => "already-voter",
                 Event::Promoted { .. } => "promoted",
@@ -91,6 +92,7 @@ fn promote_opts(id: MemberId, timeout: f64) -> PromoteOptions {
         health_timeout: secs(40.0),
         stall_timeout: None,
         rollback_on_timeout: false,
+        local: None,
     }
 }
 

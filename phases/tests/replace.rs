@@ -374,6 +374,7 @@ async fn rollback_a_learner_that_never_starts(version: EtcdVersion, test_id: u8)
         health_timeout: Duration::from_secs(20),
         stall_timeout: Some(stall),
         rollback_on_timeout: rollback,
+        local: None,
     };
 
     let started = Instant::now();

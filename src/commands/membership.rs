@@ -13,6 +13,7 @@ use phases::manifest::{self, WriteOutcome};
 use phases::membership::discovery::{self, EndpointSource};
 use phases::membership::health::HealthReport;
 use phases::membership::join::{self, AddOutcome, JoinOptions, Joined, ManifestStep};
+use phases::membership::liveness::LocalLearner;
 use phases::membership::promote::{self, PromoteOptions, PromoteOutcome, Promoted};
 use phases::membership::remove::{self, RemoveOptions, RemoveOutcome};
 use phases::membership::status::{self, human_bytes, ClusterStatus, MemberRow};
@@ -64,10 +65,11 @@ pub fn promote() -> Phase {
         Timeout,
         StallTimeout,
         RollbackOnTimeout,
+        ManifestDir,
         DryRun,
     ];
     Phase::leaf("promote", "Promote this node's etcd learner to a voting member once it has caught up", FLAGS, run_promote)
-        .long("Wait until the learner has started and caught up with the leader (progress from the Status RPC), check that it answers, then promote it to a voting member and wait until the cluster is healthy with it. The learner is this node's member (by peer URL), or --node-name / --id. --timeout defaults to the configuration's timeouts.etcdAPICall but at least 10m, for large databases; on timeout the error says whether the learner never started, is stuck, or does not answer, and how to roll it back. --stall-timeout gives up earlier on a learner that makes no progress; --rollback-on-timeout then removes it (after checking it is still a learner), so that the next join is not blocked.")
+        .long("Wait until the learner has started and caught up with the leader (progress from the Status RPC), check that it is alive (it answers on its client URL or, on its own node, its metrics listener from --manifest-dir's etcd.yaml reports its member ID: a learner taking in a large snapshot answers only there), then promote it to a voting member and wait until the cluster is healthy with it. The learner is this node's member (by peer URL), or --node-name / --id. --timeout defaults to the configuration's timeouts.etcdAPICall but at least 10m, for large databases; on timeout the error says whether the learner never started, is stuck, or does not answer, and how to roll it back. --stall-timeout gives up earlier on a learner that makes no progress; --rollback-on-timeout then removes it (after checking it is still a learner), so that the next join is not blocked.")
         .example("  kubeadm-etcd phase etcd promote --config join.yaml --endpoints https://10.0.0.1:2379\n  kubeadm-etcd phase etcd promote --id 8e9e05c52164694d --endpoints https://10.0.0.1:2379 --timeout 30m\n  kubeadm-etcd phase etcd promote --config join.yaml --stall-timeout 2m --rollback-on-timeout")
 }
 
@@ -256,6 +258,7 @@ fn run_promote(ctx: &Context) -> anyhow::Result<()> {
         health_timeout: promote::HEALTH_TIMEOUT,
         stall_timeout: ctx.value::<GoDuration>(StallTimeout).map(|d| d.0),
         rollback_on_timeout: ctx.switch(RollbackOnTimeout),
+        local: local_learner(ctx, cfg),
     };
     if ctx.dry_run() {
         let member = ctx.block_on(promote::find_member(&client, &opts.selectors))?;
@@ -285,6 +288,22 @@ fn run_promote(ctx: &Context) -> anyhow::Result<()> {
                 );
             }
             Err(e.into())
+        }
+    }
+}
+
+/// This node's etcd manifest, for the learner's metrics listener and data directory
+/// (used only when it runs the learner being promoted). A manifest that cannot be read
+/// only costs speed: the client URL stays the evidence.
+fn local_learner(ctx: &Context, cfg: &KubeadmConfig) -> Option<LocalLearner> {
+    let path = manifest::manifest_path(&ctx.required::<PathBuf>(ManifestDir));
+    match LocalLearner::from_manifest(&path, cfg.node.advertise_address) {
+        Ok(local) => local,
+        Err(e) => {
+            warn(format!(
+                "{e}; the learner counts as alive only when it answers on its client URL"
+            ));
+            None
         }
     }
 }
@@ -649,6 +668,9 @@ struct Printer {
     last_retry: Option<(String, Instant)>,
     last_start_line: Option<Instant>,
     last_line: Option<(f64, Instant)>,
+    /// A snapshot streaming into the learner: its own bar, or a line per 10% (or 5 s).
+    snapshot_bar: Option<indicatif::ProgressBar>,
+    last_snapshot_line: Option<(f64, Instant)>,
 }
 
 impl Printer {
@@ -660,11 +682,13 @@ impl Printer {
             last_retry: None,
             last_start_line: None,
             last_line: None,
+            snapshot_bar: None,
+            last_snapshot_line: None,
         }
     }
 
     fn line(&self, message: String) {
-        match &self.bar {
+        match self.bar.as_ref().or(self.snapshot_bar.as_ref()) {
             Some(bar) => bar.println(format!("[{PREFIX}] {message}")),
             None => progress(self.stderr, PREFIX, message),
         }
@@ -723,11 +747,17 @@ impl Printer {
             Event::Started { id, name, client_url } => {
                 self.line(format!("etcd learner {} is running at {client_url}", member_label(id, &name)))
             }
-            Event::Progress { id, applied, leader_index, percent } => self.progress(id, applied, leader_index, percent),
+            Event::Progress { id, applied, leader_index, percent } => {
+                self.finish_snapshot();
+                self.progress(id, applied, leader_index, percent)
+            }
+            Event::SnapshotProgress { id, received, total, bytes_per_sec, complete } => {
+                self.snapshot(id, received, total, bytes_per_sec, complete)
+            }
             Event::LearnerNotAnswering { id, url, reason } => {
                 // A learner taking in a large log can be too busy to answer for a while;
                 // a dead one never answers again. Either way it is not promoted until it does.
-                self.line(format!("etcd learner {id} does not answer on {url} ({reason}); waiting: it is promoted only once it answers"))
+                self.line(format!("etcd learner {id} does not answer on {url} ({reason}); waiting: it is promoted only once it is seen alive"))
             }
             Event::AlreadyVoter { .. } => {}
             Event::Promoted { id, after_error, since_ready } => {
@@ -773,7 +803,82 @@ impl Printer {
         }
     }
 
+    /// The snapshot the learner receives, in bytes against the leader's database size,
+    /// with a rate and an estimate of the time left.
+    fn snapshot(
+        &mut self,
+        id: MemberId,
+        received: u64,
+        total: u64,
+        rate: Option<f64>,
+        complete: bool,
+    ) {
+        if self.terminal {
+            let bar = self.snapshot_bar.get_or_insert_with(|| {
+                let bar = hidden_bar(
+                    total.max(1),
+                    "[etcd] learner receiving the database [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
+                );
+                bar.set_position(received);
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stdout());
+                bar
+            });
+            bar.set_length(total.max(received).max(1));
+            bar.set_position(received);
+            bar.set_message(if complete {
+                "applying".to_string()
+            } else {
+                String::new()
+            });
+            return;
+        }
+        let percent = if total == 0 {
+            0.0
+        } else {
+            received as f64 * 100.0 / total as f64
+        };
+        let due = self.last_snapshot_line.is_none_or(|(p, t)| {
+            percent - p >= 10.0 || t.elapsed() >= Duration::from_secs(5) || complete && p < 100.0
+        });
+        if !due {
+            return;
+        }
+        self.last_snapshot_line = Some((if complete { 100.0 } else { percent }, Instant::now()));
+        let size = |n: u64| human_bytes(n as i64);
+        let message = if complete {
+            format!(
+                "etcd learner {id} received the database snapshot ({}); applying it",
+                size(received)
+            )
+        } else {
+            let of = if total == 0 {
+                String::new()
+            } else {
+                format!(" of {} ({percent:.0}%)", size(total))
+            };
+            let pace = match rate.filter(|r| *r > 0.0) {
+                Some(r) => {
+                    let left = total.saturating_sub(received) as f64 / r;
+                    format!(", {}/s, about {left:.0}s left", size(r as u64))
+                }
+                None => String::new(),
+            };
+            format!(
+                "etcd learner {id} receiving the database snapshot: {}{of}{pace}",
+                size(received)
+            )
+        };
+        progress(self.stderr, PREFIX, message);
+    }
+
+    fn finish_snapshot(&mut self) {
+        if let Some(bar) = self.snapshot_bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+
     fn finish(&mut self) {
+        self.finish_snapshot();
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }

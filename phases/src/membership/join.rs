@@ -182,6 +182,8 @@ pub(super) async fn preflight_cluster<C: Cluster>(
     let mut healthy = 0;
     let mut details = Vec::new();
     let mut down = Vec::new();
+    // Voters that took the connection but did not answer in time: busy, or down.
+    let mut slow = Vec::new();
     let mut oldest: Option<(semver::Version, String)> = None;
     for (m, s) in membership.members.iter().zip(&statuses) {
         if let Ok(s) = s {
@@ -205,6 +207,9 @@ pub(super) async fn preflight_cluster<C: Cluster>(
                 down.push((m.id, m.display_name(), reason));
             }
             Err(e) => {
+                if e.kind == EtcdErrorKind::Timeout {
+                    slow.push(m.clone());
+                }
                 details.push(format!("{}: {e}", m.display_name()));
                 down.push((m.id, m.display_name(), e.to_string()));
             }
@@ -220,6 +225,11 @@ pub(super) async fn preflight_cluster<C: Cluster>(
     }
     if let (true, false, Some((v, text))) = (will_add, down.is_empty(), &oldest) {
         let rule = AddRule::of(v);
+        if !rule.accepts(voters, healthy) && !slow.is_empty() {
+            let back = answer_again(client, &slow).await;
+            healthy += back.len();
+            down.retain(|(id, _, _)| !back.contains(id));
+        }
         if !rule.accepts(voters, healthy) {
             return Err(MembershipError::VotersDown {
                 down,
@@ -239,6 +249,40 @@ pub(super) async fn preflight_cluster<C: Cluster>(
         learners: membership.learners().count(),
     });
     Ok(oldest)
+}
+
+/// How long voters that did not answer in time are asked again before a join is refused
+/// for them.
+const SLOW_VOTER_GRACE: Duration = Duration::from_secs(10);
+
+/// The voters among `slow` that answer, healthy, within [`SLOW_VOTER_GRACE`]. A voter
+/// promoted a moment ago (by a concurrent join) serves clients only once it has applied
+/// what it received, which for a large database takes seconds, while etcd already counts
+/// it as connected and would accept the add: it is busy, not down. A voter that is really
+/// down (paused) costs the join this grace before it is refused; one whose connection is
+/// refused (killed) is not asked again.
+async fn answer_again<C: Cluster>(client: &C, slow: &[MemberInfo]) -> Vec<MemberId> {
+    let until = Instant::now() + SLOW_VOTER_GRACE;
+    let mut back = Vec::new();
+    while Instant::now() < until {
+        let left: Vec<MemberInfo> = slow
+            .iter()
+            .filter(|m| !back.contains(&m.id))
+            .cloned()
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        for (m, s) in left.iter().zip(client.statuses(&left).await) {
+            if s.is_ok_and(|s| s.healthy()) {
+                back.push(m.id);
+            }
+        }
+        if back.len() < slow.len() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    back
 }
 
 fn check_name(membership: &Membership, opts: &JoinOptions) -> Result<()> {

@@ -3,8 +3,9 @@
 //! A new member joins as a raft *learner* ([`join`]), which receives the log but does not
 //! vote, so a learner that never starts or cannot keep up costs the cluster nothing. Once
 //! it has caught up it is promoted to a voter ([`promote`]); only then does it count
-//! towards quorum, and only after this tool has seen it answer. [`status`], [`health`] and
-//! [`remove`] inspect the cluster and roll a learner (or, carefully, a voter) back.
+//! towards quorum, and only after this tool has fresh evidence that it is alive
+//! ([`liveness`]). [`status`], [`health`] and [`remove`] inspect the cluster and roll a
+//! learner (or, carefully, a voter) back.
 //!
 //! Every operation is idempotent: a member is recognised by its peer URL, so running a
 //! step again after a crash, or after it succeeded, converges instead of adding twice.
@@ -20,6 +21,7 @@ pub mod discovery;
 mod error;
 pub mod health;
 pub mod join;
+pub mod liveness;
 mod peers;
 pub mod promote;
 pub mod remove;
@@ -280,6 +282,16 @@ pub enum Event {
         applied: u64,
         leader_index: u64,
         percent: f64,
+    },
+    /// A database snapshot streaming into the learner, as its data directory on this node
+    /// shows it: bytes written so far against the leader's database size (`total`; 0
+    /// when the leader did not say). `complete`: received in full, being applied.
+    SnapshotProgress {
+        id: MemberId,
+        received: u64,
+        total: u64,
+        bytes_per_sec: Option<f64>,
+        complete: bool,
     },
     /// The learner stopped answering on its client URL; it will not be promoted while
     /// that lasts.

@@ -3,9 +3,11 @@
 //!
 //! The learner is found by its ID, name or peer URL. The wait has three stages, each
 //! reported: until it starts (publishes its name), while it catches up (its applied index
-//! against the leader's raft index, from the Status RPC that learners serve), and the
-//! promotion itself, retried while etcd says the learner is not in sync yet. After the
-//! promotion the cluster must be healthy with the new voter.
+//! against the leader's raft index, from the Status RPC that learners serve; on the
+//! learner's own node also a snapshot arriving, in bytes, see [`super::liveness`]), and
+//! the promotion itself, retried while etcd says the learner is not in sync yet, each
+//! attempt right after fresh evidence that the learner is alive. After the promotion the
+//! cluster must be healthy with the new voter.
 //!
 //! Idempotent: a member that is already a voter is success, also when the promotion
 //! landed but its answer was lost.
@@ -15,6 +17,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::cluster::Cluster;
+use super::liveness::{LocalLearner, LocalWatch, SnapshotState};
 use super::status::progress_percent;
 use super::{
     member_label, quorum, EtcdErrorKind, Event, MemberId, MemberInfo, MemberStatus, Membership,
@@ -48,6 +51,13 @@ const NOT_READY_RETRY: Duration = Duration::from_millis(25);
 /// A learner that takes longer than this to answer Status is busy (applying a large
 /// log), not necessarily down: then a cheaper question decides whether it is alive.
 const BUSY_AFTER: Duration = Duration::from_millis(500);
+/// While a snapshot streams into the learner (seen in its data directory): how often
+/// its progress is looked at. Nothing can be promoted before it has landed.
+const SNAPSHOT_POLL: Duration = Duration::from_millis(100);
+/// For this long after a snapshot has landed, the learner's own node retries the
+/// promotion every [`NOT_READY_RETRY`] without waiting for the client URL, which serves
+/// nothing until the snapshot is applied, while etcd may accept the promotion before.
+const LANDED_FAST: Duration = Duration::from_secs(30);
 /// How often the voters' health is checked again before another promotion attempt.
 const QUORUM_RECHECK: Duration = Duration::from_secs(1);
 /// At most one "waiting" event per interval.
@@ -70,6 +80,11 @@ pub struct PromoteOptions {
     /// it no longer blocks the next join. Off by default: an operator may want to look at
     /// it first.
     pub rollback_on_timeout: bool,
+    /// This node's etcd manifest, when promote runs on the learner's own node: its
+    /// metrics listener is then also evidence that the learner is alive (see
+    /// [`super::liveness`]), and its data directory shows a snapshot arriving. Used only
+    /// when the manifest runs the learner being promoted (same peer URL).
+    pub local: Option<LocalLearner>,
 }
 
 /// A promotion call whose answer was lost may still commit: raft keeps the proposal
@@ -156,7 +171,9 @@ pub async fn promote<C: Cluster>(
             since_ready: None,
         });
     }
+    let local = opts.local.clone().and_then(|l| LocalWatch::new(l, &member));
     let mut w = Watch::new(member, start, opts.timeout, opts.stall_timeout);
+    w.local = local;
     let outcome = match w.run(client, report).await {
         Ok(outcome) => outcome,
         Err(e) if opts.rollback_on_timeout && e.rollback_id() == Some(id) => {
@@ -308,6 +325,10 @@ struct Watch {
     learner: Learner,
     seen: Seen,
     pace: Pace,
+    /// On the learner's own node: its metrics listener and data directory.
+    local: Option<LocalWatch>,
+    /// The leader's database size, the length of a snapshot in flight.
+    snapshot_total: Option<u64>,
 }
 
 impl Watch {
@@ -340,6 +361,8 @@ impl Watch {
                 last_wait_report: None,
                 leader_url: None,
             },
+            local: None,
+            snapshot_total: None,
         }
     }
 
@@ -476,6 +499,12 @@ impl Watch {
                     return Ok(Step::Wait(Duration::ZERO));
                 }
                 Some(_) => {
+                    // The snapshot may stream in before the learner has published its
+                    // name: show it (only progress: nothing is promoted before it starts).
+                    if let Some(local) = self.local.as_mut() {
+                        local.observe();
+                        self.snapshot_progress(client, report).await;
+                    }
                     if self.due() {
                         report(Event::WaitingForStart {
                             id,
@@ -498,6 +527,9 @@ impl Watch {
         url: &str,
         report: Reporter<'_>,
     ) -> Result<Step> {
+        if let Some(step) = self.local_step(client, url, report).await? {
+            return Ok(step);
+        }
         let status = match self.probe(client, url, report).await? {
             Probe::Lost => return Ok(Step::Wait(NEAR_POLL)),
             // Alive and applying a large log: that is progress.
@@ -529,11 +561,109 @@ impl Watch {
         // two voters, one of them dead, and quorum is gone. A learner that dies in the
         // few milliseconds between this check and the call cannot be caught by any
         // client.
-        if let Err(e) = client.answers(url).await {
-            self.lost(client, url, e.to_string(), report).await?;
+        if let Err(reason) = self.fresh_evidence(client, url).await {
+            self.lost(client, url, reason, report).await?;
             return Ok(Step::Wait(FAR_POLL));
         }
         self.attempt(client, report).await
+    }
+
+    /// Evidence taken now that the learner's process is alive and serving: its metrics
+    /// listener reporting its member ID (on its own node, answered in milliseconds even
+    /// while it applies a snapshot), else an answer on its client URL.
+    async fn fresh_evidence<C: Cluster>(
+        &self,
+        client: &C,
+        url: &str,
+    ) -> std::result::Result<(), String> {
+        let local = match &self.local {
+            Some(l) => match l.alive().await {
+                Ok(_) => return Ok(()),
+                Err(e) => Some(e),
+            },
+            None => None,
+        };
+        client.answers(url).await.map_err(|e| match local {
+            Some(m) => format!("{e}; nor on its metrics listener: {m}"),
+            None => e.to_string(),
+        })
+    }
+
+    /// On the learner's own node, while a snapshot streams into its data directory and
+    /// for a while after it landed: progress in bytes, and the promotion tried at etcd's
+    /// pace with the metrics listener as the evidence, since the client URL serves
+    /// nothing until the snapshot is applied. `None`: the usual path decides.
+    async fn local_step<C: Cluster>(
+        &mut self,
+        client: &C,
+        url: &str,
+        report: Reporter<'_>,
+    ) -> Result<Option<Step>> {
+        let Some(local) = self.local.as_mut() else {
+            return Ok(None);
+        };
+        let receiving = matches!(local.observe(), SnapshotState::Receiving { .. });
+        if !receiving && local.landed().is_none_or(|t| t.elapsed() > LANDED_FAST) {
+            return Ok(None);
+        }
+        if let Err(reason) = local.alive().await {
+            let reason = format!("the learner is taking in a snapshot and its metrics listener does not answer: {reason}");
+            self.lost(client, url, reason, report).await?;
+            return Ok(Some(Step::Wait(NEAR_POLL)));
+        }
+        if self.seen.not_answering.take().is_some() {
+            report(Event::Started {
+                id: self.learner.id,
+                name: self.learner.name.clone(),
+                client_url: url.to_string(),
+            });
+        }
+        self.snapshot_progress(client, report).await;
+        if receiving {
+            return Ok(Some(Step::Wait(SNAPSHOT_POLL)));
+        }
+        self.seen.ready_since.get_or_insert_with(Instant::now);
+        if !self.quorum_after_promotion_holds(client, report).await {
+            return Ok(Some(Step::Wait(FAR_POLL)));
+        }
+        // The evidence again, right before the call (the quorum check took a moment).
+        if let Err(reason) = self.fresh_evidence(client, url).await {
+            self.lost(client, url, reason, report).await?;
+            return Ok(Some(Step::Wait(NEAR_POLL)));
+        }
+        self.attempt(client, report).await.map(Some)
+    }
+
+    /// Reports the snapshot in the learner's data directory, as last observed.
+    async fn snapshot_progress<C: Cluster>(&mut self, client: &C, report: Reporter<'_>) {
+        let Some(p) = self.local.as_ref().and_then(LocalWatch::progress) else {
+            return;
+        };
+        if self.snapshot_total.is_none() {
+            self.snapshot_total = self.leader_db_size(client).await;
+        }
+        report(Event::SnapshotProgress {
+            id: self.learner.id,
+            received: p.received,
+            total: self.snapshot_total.unwrap_or(0).max(p.received),
+            bytes_per_sec: p.bytes_per_sec,
+            complete: p.complete,
+        });
+    }
+
+    /// The leader's Status `db_size`: the size of the snapshot it sends.
+    async fn leader_db_size<C: Cluster>(&mut self, client: &C) -> Option<u64> {
+        for endpoint in client.endpoints() {
+            if let Ok(s) = client.status(&endpoint).await {
+                let leader = if s.member_id == s.leader {
+                    s
+                } else {
+                    self.leader_status(client, s.leader).await?
+                };
+                return u64::try_from(leader.db_size).ok();
+            }
+        }
+        None
     }
 
     /// Status and a cheaper call at once, each bounded by [`BUSY_AFTER`]: Status for the
@@ -547,18 +677,33 @@ impl Watch {
         url: &str,
         report: Reporter<'_>,
     ) -> Result<Probe> {
-        let (status, alive) = tokio::join!(
+        let local = self.local.as_ref();
+        let (status, alive, local_alive) = tokio::join!(
             tokio::time::timeout(BUSY_AFTER, client.status(url)),
             tokio::time::timeout(BUSY_AFTER, client.answers(url)),
+            async {
+                match local {
+                    Some(l) => Some(l.alive().await),
+                    None => None,
+                }
+            },
         );
-        let probe = match (status, alive) {
-            (Ok(Ok(s)), _) => Probe::Status(s),
-            (_, Ok(Ok(()))) => Probe::Busy,
-            (status, _) => {
-                let reason = match status {
+        let probe = match (status, alive, local_alive) {
+            (Ok(Ok(s)), _, _) => {
+                if let Some(l) = self.local.as_mut() {
+                    l.answered();
+                }
+                Probe::Status(s)
+            }
+            (_, Ok(Ok(())), _) | (_, _, Some(Ok(_))) => Probe::Busy,
+            (status, _, local) => {
+                let mut reason = match status {
                     Ok(Err(e)) => e.to_string(),
                     _ => RpcError::busy(BUSY_AFTER).to_string(),
                 };
+                if let Some(Err(m)) = local {
+                    reason = format!("{reason}; nor on its metrics listener: {m}");
+                }
                 self.lost(client, url, reason, report).await?;
                 return Ok(Probe::Lost);
             }
@@ -566,7 +711,7 @@ impl Watch {
         if let Some(reason) = self.seen.not_answering.take() {
             // Back after a refused call: the process was gone. A busy learner that was
             // merely slow to answer does not count.
-            if reason != RpcError::busy(BUSY_AFTER).to_string() {
+            if !reason.starts_with(&RpcError::busy(BUSY_AFTER).to_string()) {
                 self.seen.restarts += 1;
             }
             report(Event::Started {
@@ -643,6 +788,10 @@ impl Watch {
                     });
                 }
                 self.seen.last_error = e.message;
+                // A snapshot that has just landed is accepted any moment: no back-off.
+                if self.local.as_ref().is_some_and(|l| l.landed().is_some()) {
+                    return Ok(Step::Wait(NOT_READY_RETRY));
+                }
                 let backoff = NOT_READY_RETRY * 2u32.pow(self.pace.not_ready_retries.min(4));
                 self.pace.not_ready_retries += 1;
                 Ok(Step::Wait(backoff.min(FAR_POLL)))

@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::Pod;
 use phases::config::KubeadmConfig;
 use phases::manifest::{self, ManifestOptions};
 use phases::membership::join::{self, JoinOptions, Joined, ManifestStep};
+use phases::membership::liveness::LocalLearner;
 use phases::membership::promote::PromoteOptions;
 use phases::membership::{EtcdClient, EtcdTls, Event, Result, Selector, DEFAULT_RPC_TIMEOUT};
 
@@ -288,7 +289,16 @@ impl TestCluster {
             health_timeout: Duration::from_secs(20),
             stall_timeout: None,
             rollback_on_timeout: false,
+            local: self.local_learner(n),
         }
+    }
+
+    /// What `phase etcd promote` reads on node `n`: its manifest, for the learner's
+    /// metrics listener and data directory (`None` before join-learner wrote it).
+    pub fn local_learner(&self, n: usize) -> Option<LocalLearner> {
+        let node = self.node(n);
+        LocalLearner::from_manifest(&node.manifest_path(), Some(node.ip))
+            .unwrap_or_else(|e| panic!("node{n}: {e}"))
     }
 
     /// `etcdctl member list` with node `creds`'s healthcheck-client certificate, through
