@@ -255,7 +255,7 @@ impl Flag {
                 .value_parser(renew_targets()),
             Flag::Replace => switch("This node replaces the member that has its name (or its peer URL and has run): remove that member first, only when it is down (no answer on its client URL, no raft connection from any other member) and its removal keeps quorum, then join"),
             Flag::RollbackOnTimeout => switch("When promote gives up (--timeout or --stall-timeout), remove the learner so that it does not block the next join; never a voter"),
-            Flag::StallTimeout => value("DURATION", "Give up on a learner that makes no progress for this long (does not start, its applied index does not move, or it does not answer), in Go's syntax (2m) [default: only --timeout]")
+            Flag::StallTimeout => value("DURATION", "Give up on a learner that makes no progress for this long (does not start, its applied index does not move and no snapshot arrives, or it does not answer), in Go's syntax (2m) [default: only --timeout]")
                 .value_parser(|s: &str| GoDuration::parse(s).map_err(|e| e.to_string())),
             Flag::SkipPhases => value("PHASES", "Comma-separated phases to skip, named as listed below (certs/etcd-peer)")
                 .value_delimiter(',')

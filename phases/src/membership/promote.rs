@@ -287,6 +287,9 @@ struct Seen {
     last_progress: Option<Instant>,
     /// When a promotion call last failed in a way that leaves its outcome unknown.
     promote_unknown: Option<Instant>,
+    /// Bytes of a snapshot seen arriving in the learner's data directory: more is
+    /// progress, so a large snapshot never counts as a stall.
+    snapshot_bytes: u64,
 }
 
 /// The loop's timing: its deadline, and the intervals and caches that adapt as it goes.
@@ -603,9 +606,18 @@ impl Watch {
             return Ok(None);
         };
         let receiving = matches!(local.observe(), SnapshotState::Receiving { .. });
-        if !receiving && local.landed().is_none_or(|t| t.elapsed() > LANDED_FAST) {
+        let landed = local.landed();
+        let bytes = local.progress().map_or(0, |p| p.received);
+        if bytes > self.seen.snapshot_bytes {
+            self.seen.snapshot_bytes = bytes;
+            self.progressed();
+        }
+        if !receiving && landed.is_none_or(|t| t.elapsed() > LANDED_FAST) {
             return Ok(None);
         }
+        let Some(local) = self.local.as_mut() else {
+            return Ok(None);
+        };
         if let Err(reason) = local.alive().await {
             let reason = format!("the learner is taking in a snapshot and its metrics listener does not answer: {reason}");
             self.lost(client, url, reason, report).await?;
