@@ -35,10 +35,13 @@ pub const READY_PERCENT: f64 = 90.0;
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(40);
 
 /// While the learner has not started: one member list, served locally by a voter (no
-/// raft round trip), per interval. The interval starts short, so that a learner the
-/// kubelet starts at once is seen at once, and grows to [`START_POLL`] for one that takes
-/// minutes (an image pull).
+/// raft round trip), per interval. The interval stays short for [`START_FAST_FOR`], so
+/// that a learner the kubelet starts at once (etcd publishes its name 0.1-1 s after the
+/// manifest appears) is seen within tens of ms, as a loop retrying `member promote`
+/// every 10 ms would; then it grows to [`START_POLL`] for one that takes minutes (an
+/// image pull).
 const START_POLL_FIRST: Duration = Duration::from_millis(20);
+const START_FAST_FOR: Duration = Duration::from_secs(5);
 const START_POLL: Duration = Duration::from_millis(250);
 /// While far behind: two Status calls (learner, leader) per interval, both read-only and
 /// answered locally, so neither the leader nor raft does any work for them.
@@ -51,6 +54,8 @@ const NOT_READY_RETRY: Duration = Duration::from_millis(25);
 /// A learner that takes longer than this to answer Status is busy (applying a large
 /// log), not necessarily down: then a cheaper question decides whether it is alive.
 const BUSY_AFTER: Duration = Duration::from_millis(500);
+/// The same once the learner's metrics listener has answered with its ID (on its own node).
+const LOCAL_BUSY_AFTER: Duration = Duration::from_millis(100);
 /// While a snapshot streams into the learner (seen in its data directory): how often
 /// its progress is looked at. Nothing can be promoted before it has landed.
 const SNAPSHOT_POLL: Duration = Duration::from_millis(100);
@@ -519,7 +524,9 @@ impl Watch {
             Err(e) => self.seen.last_error = e.to_string(),
         }
         let poll = self.pace.start_poll;
-        self.pace.start_poll = (poll * 3 / 2).min(START_POLL);
+        if self.elapsed() >= START_FAST_FOR {
+            self.pace.start_poll = (poll * 3 / 2).min(START_POLL);
+        }
         Ok(Step::Wait(poll))
     }
 
@@ -533,7 +540,9 @@ impl Watch {
         if let Some(step) = self.local_step(client, url, report).await? {
             return Ok(step);
         }
-        let status = match self.probe(client, url, report).await? {
+        // Boxed: the probe's calls make a large future, and `step` holds it beside the
+        // local step's (44 KiB unboxed, 13 KiB boxed, in a debug build, which overflowed a 2 MiB test thread stack).
+        let status = match Box::pin(self.probe(client, url, report)).await? {
             Probe::Lost => return Ok(Step::Wait(NEAR_POLL)),
             // Alive and applying a large log: that is progress.
             Probe::Busy => {
@@ -542,6 +551,12 @@ impl Watch {
             }
             Probe::Status(s) => Some(s),
         };
+        // The probe waits up to its bound for a learner that does not serve yet, long
+        // enough for a small snapshot to arrive and be applied unseen: the data directory
+        // is looked at again before anything is decided on the older look.
+        if let Some(step) = self.local_step(client, url, report).await? {
+            return Ok(step);
+        }
         if let Some(status) = status {
             if !status.is_learner {
                 report(Event::AlreadyVoter {
@@ -683,6 +698,11 @@ impl Watch {
     /// applying a large log still answers when Status keeps it waiting. Either answer
     /// means the learner is alive; then etcd's own rule (the leader's record of the
     /// replicated log), not our estimate, decides whether it is ready.
+    ///
+    /// On the learner's own node its metrics listener is asked at the same time; once it
+    /// has answered with the learner's ID, the client calls get only [`LOCAL_BUSY_AFTER`]:
+    /// a learner that does not serve clients yet (one taking in a snapshot) is then known
+    /// to be alive within 100 ms, and the data directory is looked at again that soon.
     async fn probe<C: Cluster>(
         &mut self,
         client: &C,
@@ -690,27 +710,50 @@ impl Watch {
         report: Reporter<'_>,
     ) -> Result<Probe> {
         let local = self.local.as_ref();
-        let (status, alive, local_alive) = tokio::join!(
-            tokio::time::timeout(BUSY_AFTER, client.status(url)),
-            tokio::time::timeout(BUSY_AFTER, client.answers(url)),
+        let start = Instant::now();
+        let metrics_answered = tokio::sync::Notify::new();
+        let calls = async {
+            tokio::join!(
+                tokio::time::timeout(BUSY_AFTER, client.status(url)),
+                tokio::time::timeout(BUSY_AFTER, client.answers(url)),
+            )
+        };
+        let (calls, local_alive) = tokio::join!(
             async {
-                match local {
-                    Some(l) => Some(l.alive().await),
-                    None => None,
+                tokio::select! {
+                    answered = calls => Some(answered),
+                    () = async {
+                        metrics_answered.notified().await;
+                        tokio::time::sleep_until(start + LOCAL_BUSY_AFTER).await;
+                    } => None,
                 }
             },
+            async {
+                let alive = match local {
+                    Some(l) => Some(l.alive().await),
+                    None => None,
+                };
+                if matches!(alive, Some(Ok(_))) {
+                    metrics_answered.notify_one();
+                }
+                alive
+            },
         );
+        let (status, alive) = match calls {
+            Some((status, alive)) => (status.ok(), alive.ok()),
+            None => (None, None),
+        };
         let probe = match (status, alive, local_alive) {
-            (Ok(Ok(s)), _, _) => {
+            (Some(Ok(s)), _, _) => {
                 if let Some(l) = self.local.as_mut() {
                     l.answered();
                 }
                 Probe::Status(s)
             }
-            (_, Ok(Ok(())), _) | (_, _, Some(Ok(_))) => Probe::Busy,
+            (_, Some(Ok(())), _) | (_, _, Some(Ok(_))) => Probe::Busy,
             (status, _, local) => {
                 let mut reason = match status {
-                    Ok(Err(e)) => e.to_string(),
+                    Some(Err(e)) => e.to_string(),
                     _ => RpcError::busy(BUSY_AFTER).to_string(),
                 };
                 if let Some(Err(m)) = local {
