@@ -48,6 +48,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 3.5.11); the others with the kubeadm that ships them.
 KUBERNETES_FOR_ETCD = {"3.5.1": "v1.30.4", "3.5.30": "v1.33.4", "3.6.14": "v1.36.2", "3.7.1": "v1.37.1"}
 ETCD_VERSION = "3.5.1"
+# JOIN_TRACE_DIR=DIR: keep, per run of ours, its output with arrival times and the etcd logs.
+TRACE_DIR = os.environ.get("JOIN_TRACE_DIR")
+if TRACE_DIR:
+    os.makedirs(TRACE_DIR, exist_ok=True)
 ETCD = ETCDCTL = None
 
 
@@ -240,19 +244,23 @@ def wait_healthy(node, endpoint, limit=120):
     raise RuntimeError(f"{node.name} not healthy within {limit}s")
 
 
-def run_tool(args, timeout=900, marker=None):
+def run_tool(args, timeout=900, marker=None, trace=None, clock0=None):
     """Runs kubeadm-etcd, returning (seconds, peak RSS in KiB, when `marker` appeared on
     its standard output). Reading the output as it comes lets the clock stop at the
-    moment the tool reports the promotion, not after its post-promotion health check."""
+    moment the tool reports the promotion, not after its post-promotion health check.
+    With `trace` (a list), each output line is appended with its arrival time, in
+    seconds since `clock0`, as wall-clock time too (to line up with etcd's logs)."""
     start = time.perf_counter()
+    clock0 = clock0 or start
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     marked = None
-    if marker:
-        for line in iter(proc.stdout.readline, b""):
-            if marked is None and marker in line:
-                marked = time.perf_counter()
-    else:
-        proc.stdout.read()
+    for line in iter(proc.stdout.readline, b""):
+        if trace is not None:
+            now = time.time()
+            stamp = time.strftime("%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
+            trace.append(f"{time.perf_counter() - clock0:8.3f}s {stamp} {line.decode(errors='replace').rstrip()}")
+        if marker and marked is None and marker in line:
+            marked = time.perf_counter()
     deadline = time.monotonic() + timeout
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -328,8 +336,10 @@ def joiner(bin_, first, root):
 def join_ours(bin_, first, node):
     node.start_kubelet()
     endpoints = ["--endpoints", f"https://{SEED_IP}:2379"]
+    trace = [] if TRACE_DIR else None
     start = time.perf_counter()
-    _, rss_join, _ = run_tool([bin_, "phase", "etcd", "join-learner", *node.flags(), *endpoints])
+    _, rss_join, _ = run_tool([bin_, "phase", "etcd", "join-learner", *node.flags(), *endpoints],
+                              trace=trace, clock0=start)
     # The clock stops at the promotion (the line promote prints when etcd accepted it), as
     # the etcdctl loops' does: not after promote's health wait that follows, which waits
     # for the new voter to serve clients (seconds after a snapshot: etcd's first publish
@@ -337,10 +347,24 @@ def join_ours(bin_, first, node):
     # and it serves only after the second, 7 s later on 3.7.1).
     _, rss_promote, promoted = run_tool([bin_, "phase", "etcd", "promote", "--config", node.config,
                                          "--manifest-dir", node.manifests, *endpoints, "--timeout", "15m"],
-                                        marker=b"ms after it was seen ready")
+                                        marker=b"ms after it was seen ready", trace=trace, clock0=start)
     if promoted is None:
         raise RuntimeError("promote exited 0 without reporting the promotion")
+    if TRACE_DIR:
+        save_trace(trace, first, node)
     return promoted - start, max(rss_join, rss_promote)
+
+
+def save_trace(lines, first, node):
+    """JOIN_TRACE_DIR: our output with arrival times and both members' etcd logs, one
+    directory per run, to see where a join's time goes."""
+    run_dir = tempfile.mkdtemp(dir=TRACE_DIR, prefix=f"{ETCD_VERSION}-{time.strftime('%H%M%S')}-")
+    with open(os.path.join(run_dir, "ours.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    for member in (first, node):
+        log = os.path.join(member.dir, "etcd.log")
+        if os.path.exists(log):
+            shutil.copy(log, os.path.join(run_dir, f"{member.name}.log"))
 
 
 def join_etcdctl(bin_, first, node, retry):
