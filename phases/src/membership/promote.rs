@@ -54,8 +54,12 @@ const NOT_READY_RETRY: Duration = Duration::from_millis(25);
 /// A learner that takes longer than this to answer Status is busy (applying a large
 /// log), not necessarily down: then a cheaper question decides whether it is alive.
 const BUSY_AFTER: Duration = Duration::from_millis(500);
-/// The same once the learner's metrics listener has answered with its ID (on its own node).
-const LOCAL_BUSY_AFTER: Duration = Duration::from_millis(100);
+/// The same once the learner's metrics listener has answered with its ID (on its own
+/// node). A learner fed a snapshot serves no client call until seconds after it could be
+/// promoted (its first publish times out, see the README's join benchmark), so each look
+/// at it costs this much: short, so that promote keeps near etcd's pace (a loop
+/// retrying every 10 ms), long enough for Status from a learner that does serve.
+const LOCAL_BUSY_AFTER: Duration = Duration::from_millis(40);
 /// While a snapshot streams into the learner (seen in its data directory): how often
 /// its progress is looked at. Nothing can be promoted before it has landed.
 const SNAPSHOT_POLL: Duration = Duration::from_millis(100);
@@ -702,7 +706,7 @@ impl Watch {
     /// On the learner's own node its metrics listener is asked at the same time; once it
     /// has answered with the learner's ID, the client calls get only [`LOCAL_BUSY_AFTER`]:
     /// a learner that does not serve clients yet (one taking in a snapshot) is then known
-    /// to be alive within 100 ms, and the data directory is looked at again that soon.
+    /// to be alive within 40 ms, and the data directory is looked at again that soon.
     async fn probe<C: Cluster>(
         &mut self,
         client: &C,
