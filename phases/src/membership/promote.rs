@@ -37,10 +37,10 @@ pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(40);
 /// While the learner has not started: one member list, served locally by a voter (no
 /// raft round trip), per interval. The interval stays short for [`START_FAST_FOR`], so
 /// that a learner the kubelet starts at once (etcd publishes its name 0.1-1 s after the
-/// manifest appears) is seen within tens of ms, as a loop retrying `member promote`
-/// every 10 ms would; then it grows to [`START_POLL`] for one that takes minutes (an
+/// manifest appears) is seen within 10 ms, as a loop retrying `member promote` every
+/// 10 ms would; then it grows to [`START_POLL`] for one that takes minutes (an
 /// image pull).
-const START_POLL_FIRST: Duration = Duration::from_millis(20);
+const START_POLL_FIRST: Duration = Duration::from_millis(10);
 const START_FAST_FOR: Duration = Duration::from_secs(5);
 const START_POLL: Duration = Duration::from_millis(250);
 /// While far behind: two Status calls (learner, leader) per interval, both read-only and
@@ -54,12 +54,16 @@ const NOT_READY_RETRY: Duration = Duration::from_millis(25);
 /// A learner that takes longer than this to answer Status is busy (applying a large
 /// log), not necessarily down: then a cheaper question decides whether it is alive.
 const BUSY_AFTER: Duration = Duration::from_millis(500);
-/// The same once the learner's metrics listener has answered with its ID (on its own
-/// node). A learner fed a snapshot serves no client call until seconds after it could be
-/// promoted (its first publish times out, see the README's join benchmark), so each look
-/// at it costs this much: short, so that promote keeps near etcd's pace (a loop
-/// retrying every 10 ms), long enough for Status from a learner that does serve.
-const LOCAL_BUSY_AFTER: Duration = Duration::from_millis(40);
+/// How much longer Status may take than the learner's metrics listener, on its own node,
+/// while the learner has not served a client call since it started. A learner fed a
+/// snapshot serves none until seconds after etcd would promote it (its first publish
+/// times out, see the README's join benchmark): waiting for Status then would only put
+/// promote behind etcd's pace. Once it has answered Status, [`BUSY_AFTER`] applies.
+const LOCAL_BUSY_AFTER: Duration = Duration::from_millis(5);
+/// After etcd said "not in sync yet" for a learner whose snapshot has landed: it accepts
+/// any moment, and the refusal costs the leader nothing (it compares its own record of
+/// the learner's log, no raft round), so retry at the pace of a 10 ms etcdctl loop.
+const LANDED_RETRY: Duration = Duration::from_millis(10);
 /// While a snapshot streams into the learner (seen in its data directory): how often
 /// its progress is looked at. Nothing can be promoted before it has landed.
 const SNAPSHOT_POLL: Duration = Duration::from_millis(100);
@@ -299,6 +303,9 @@ struct Seen {
     /// Bytes of a snapshot seen arriving in the learner's data directory: more is
     /// progress, so a large snapshot never counts as a stall.
     snapshot_bytes: u64,
+    /// The learner has answered Status since it last (re)started: it serves clients, so
+    /// its Status is worth waiting for.
+    served: bool,
 }
 
 /// The loop's timing: its deadline, and the intervals and caches that adapt as it goes.
@@ -704,9 +711,10 @@ impl Watch {
     /// replicated log), not our estimate, decides whether it is ready.
     ///
     /// On the learner's own node its metrics listener is asked at the same time; once it
-    /// has answered with the learner's ID, the client calls get only [`LOCAL_BUSY_AFTER`]:
-    /// a learner that does not serve clients yet (one taking in a snapshot) is then known
-    /// to be alive within 40 ms, and the data directory is looked at again that soon.
+    /// has answered with the learner's ID, and the learner has not served a client call
+    /// since it started, the client calls get only [`LOCAL_BUSY_AFTER`] more: a learner
+    /// taking in a snapshot is known to be alive within milliseconds, and the data
+    /// directory is looked at again that soon.
     async fn probe<C: Cluster>(
         &mut self,
         client: &C,
@@ -714,7 +722,7 @@ impl Watch {
         report: Reporter<'_>,
     ) -> Result<Probe> {
         let local = self.local.as_ref();
-        let start = Instant::now();
+        let served = self.seen.served;
         let metrics_answered = tokio::sync::Notify::new();
         let calls = async {
             tokio::join!(
@@ -728,7 +736,10 @@ impl Watch {
                     answered = calls => Some(answered),
                     () = async {
                         metrics_answered.notified().await;
-                        tokio::time::sleep_until(start + LOCAL_BUSY_AFTER).await;
+                        if served {
+                            std::future::pending::<()>().await;
+                        }
+                        tokio::time::sleep(LOCAL_BUSY_AFTER).await;
                     } => None,
                 }
             },
@@ -749,6 +760,7 @@ impl Watch {
         };
         let probe = match (status, alive, local_alive) {
             (Some(Ok(s)), _, _) => {
+                self.seen.served = true;
                 if let Some(l) = self.local.as_mut() {
                     l.answered();
                 }
@@ -849,7 +861,7 @@ impl Watch {
                 self.seen.last_error = e.message;
                 // A snapshot that has just landed is accepted any moment: no back-off.
                 if self.local.as_ref().is_some_and(|l| l.landed().is_some()) {
-                    return Ok(Step::Wait(NOT_READY_RETRY));
+                    return Ok(Step::Wait(LANDED_RETRY));
                 }
                 let backoff = NOT_READY_RETRY * 2u32.pow(self.pace.not_ready_retries.min(4));
                 self.pace.not_ready_retries += 1;
@@ -945,6 +957,7 @@ impl Watch {
         }
         self.seen.last_error = format!("the learner does not answer on {url}: {reason}");
         self.seen.not_answering = Some(reason);
+        self.seen.served = false;
         Ok(())
     }
 
