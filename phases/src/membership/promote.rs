@@ -66,7 +66,10 @@ const LOCAL_BUSY_AFTER: Duration = Duration::from_millis(5);
 const LANDED_RETRY: Duration = Duration::from_millis(10);
 /// While a snapshot streams into the learner (seen in its data directory): how often
 /// its progress is looked at. Nothing can be promoted before it has landed.
-const SNAPSHOT_POLL: Duration = Duration::from_millis(100);
+/// Short, since promote should try the moment it has landed (looking costs a directory
+/// listing); the metrics listener is asked only every [`ALIVE_WHILE_RECEIVING`] meanwhile.
+const SNAPSHOT_POLL: Duration = Duration::from_millis(20);
+const ALIVE_WHILE_RECEIVING: Duration = Duration::from_millis(500);
 /// For this long after a snapshot has landed, the learner's own node retries the
 /// promotion every [`NOT_READY_RETRY`] without waiting for the client URL, which serves
 /// nothing until the snapshot is applied, while etcd may accept the promotion before.
@@ -306,6 +309,8 @@ struct Seen {
     /// The learner has answered Status since it last (re)started: it serves clients, so
     /// its Status is worth waiting for.
     served: bool,
+    /// When the metrics listener last answered while a snapshot was arriving.
+    alive_while_receiving: Option<Instant>,
 }
 
 /// The loop's timing: its deadline, and the intervals and caches that adapt as it goes.
@@ -644,10 +649,21 @@ impl Watch {
         let Some(local) = self.local.as_mut() else {
             return Ok(None);
         };
-        if let Err(reason) = local.alive().await {
-            let reason = format!("the learner is taking in a snapshot and its metrics listener does not answer: {reason}");
-            self.lost(client, url, reason, report).await?;
-            return Ok(Some(Step::Wait(NEAR_POLL)));
+        // Before every attempt, and while the bytes stream in, often enough to see the
+        // learner die.
+        let alive_due = !receiving
+            || self
+                .seen
+                .alive_while_receiving
+                .is_none_or(|t| t.elapsed() >= ALIVE_WHILE_RECEIVING);
+        if alive_due {
+            if let Err(reason) = local.alive().await {
+                let reason = format!("the learner is taking in a snapshot and its metrics listener does not answer: {reason}");
+                self.seen.alive_while_receiving = None;
+                self.lost(client, url, reason, report).await?;
+                return Ok(Some(Step::Wait(NEAR_POLL)));
+            }
+            self.seen.alive_while_receiving = Some(Instant::now());
         }
         if self.seen.not_answering.take().is_some() {
             report(Event::Started {
