@@ -71,7 +71,7 @@ const LANDED_RETRY: Duration = Duration::from_millis(10);
 const SNAPSHOT_POLL: Duration = Duration::from_millis(20);
 const ALIVE_WHILE_RECEIVING: Duration = Duration::from_millis(500);
 /// For this long after a snapshot has landed, the learner's own node retries the
-/// promotion every [`NOT_READY_RETRY`] without waiting for the client URL, which serves
+/// promotion every [`LANDED_RETRY`] without waiting for the client URL, which serves
 /// nothing until the snapshot is applied, while etcd may accept the promotion before.
 const LANDED_FAST: Duration = Duration::from_secs(30);
 /// How often the voters' health is checked again before another promotion attempt.
@@ -557,7 +557,8 @@ impl Watch {
             return Ok(step);
         }
         // Boxed: the probe's calls make a large future, and `step` holds it beside the
-        // local step's (44 KiB unboxed, 13 KiB boxed, in a debug build, which overflowed a 2 MiB test thread stack).
+        // local step's. Unboxed, promote's future was 44 KiB in a debug build and overflowed
+        // a 2 MiB test thread stack; boxed it is 13 KiB.
         let status = match Box::pin(self.probe(client, url, report)).await? {
             Probe::Lost => return Ok(Step::Wait(NEAR_POLL)),
             // Alive and applying a large log: that is progress.
