@@ -632,12 +632,10 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-/// A learner joining a cluster whose history is behind a raft snapshot is fed the whole
-/// database as a snapshot, as any learner joining a real cluster is. On its own node
-/// promote shows that snapshot arriving in bytes (from the learner's data directory,
-/// against the leader's database size), with the learner's metrics listener as the
-/// evidence that it is alive while its client URL serves nothing, and promotes it.
-async fn fed_a_snapshot(version: EtcdVersion, test_id: u8) {
+/// Two nodes, node 0 a one-member cluster holding `mib` MiB of values whose history is
+/// behind a raft snapshot, so that a learner joining it is fed the database as a
+/// snapshot; node 1 not joined yet.
+async fn behind_a_snapshot(version: EtcdVersion, test_id: u8, mib: u64) -> TestCluster {
     let mut c = TestCluster::new(version, test_id, 2);
     // A raft snapshot every 100 entries: after the restart below the leader's log starts
     // at its last snapshot, so the learner cannot be caught up from the log.
@@ -664,7 +662,7 @@ async fn fed_a_snapshot(version: EtcdVersion, test_id: u8) {
         .await
         .expect("connect");
         let value = vec![b'v'; 1 << 20];
-        for i in 0..DB_MIB {
+        for i in 0..mib {
             kv.put(format!("big/{i:03}"), value.clone(), None)
                 .await
                 .expect("put");
@@ -678,7 +676,16 @@ async fn fed_a_snapshot(version: EtcdVersion, test_id: u8) {
     c.kill(0);
     c.start(0);
     c.wait_healthy(0);
+    c
+}
 
+/// A learner joining a cluster whose history is behind a raft snapshot is fed the whole
+/// database as a snapshot, as any learner joining a real cluster is. On its own node
+/// promote shows that snapshot arriving in bytes (from the learner's data directory,
+/// against the leader's database size), with the learner's metrics listener as the
+/// evidence that it is alive while its client URL serves nothing, and promotes it.
+async fn fed_a_snapshot(version: EtcdVersion, test_id: u8) {
+    let c = behind_a_snapshot(version, test_id, DB_MIB).await;
     c.join(1, JOIN_TIMEOUT, &events())
         .await
         .unwrap_or_else(|e| panic!("join node1: {e}"));
@@ -757,3 +764,77 @@ async fn fed_a_snapshot(version: EtcdVersion, test_id: u8) {
 const DB_MIB: u64 = 64;
 
 crate::etcd_matrix!(async a_learner_fed_a_snapshot_shows_its_bytes_arriving => |v| bounded(fed_a_snapshot(v, 170)));
+
+/// A learner the leader cannot send its snapshot to runs, publishes its name and answers
+/// on its metrics listener, and never moves. Alive is not progress: `--stall-timeout`
+/// ends the wait, long before `--timeout`, with a diagnosis that names the peer URL the
+/// leader cannot reach, and the learner is not promoted.
+///
+/// How: the learner listens for peers on another port than the peer URL it advertises
+/// (the one in the member list). It reaches the leader, so it receives heartbeats and its
+/// name is published (a learner's messages to the leader go over connections it opens);
+/// the leader's snapshot needs a connection the leader opens, which is refused.
+async fn starved_of_its_snapshot(version: EtcdVersion, test_id: u8) {
+    let c = behind_a_snapshot(version, test_id, 1).await;
+    let (joined, _) = c
+        .join(1, JOIN_TIMEOUT, &events())
+        .await
+        .unwrap_or_else(|e| panic!("join node1: {e}"));
+    let id = joined.member_id.expect("added");
+    let path = c.node(1).manifest_path();
+    let manifest = std::fs::read_to_string(&path).unwrap();
+    let peer_url = c.node(1).peer_url();
+    let listen = format!("--listen-peer-urls={peer_url}");
+    assert!(manifest.contains(&listen), "{manifest}");
+    let elsewhere = format!("--listen-peer-urls={}", peer_url.replace(":2380", ":2390"));
+    std::fs::write(&path, manifest.replace(&listen, &elsewhere)).unwrap();
+    c.start(1);
+
+    let stall = Duration::from_secs(3);
+    let mut opts = c.promote_options(1, Duration::from_secs(60));
+    assert!(opts.local.is_some(), "promote reads node1's manifest");
+    opts.stall_timeout = Some(stall);
+    let log = events();
+    let started = Instant::now();
+    let err = promote::promote(&c.client(0, 1), &opts, &mut |e| log.lock().unwrap().push(e))
+        .await
+        .expect_err("a learner that receives nothing is not promoted");
+    let took = started.elapsed();
+    eprintln!("{version}: {err}\n{:?}", log.lock().unwrap());
+    assert!(
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, Event::Started { .. })),
+        "the learner published its name: {:?}",
+        log.lock().unwrap()
+    );
+    assert!(took >= stall && took < Duration::from_secs(20), "{took:?}");
+    let MembershipError::Stalled { cause, .. } = &err else {
+        panic!("not a stall: {err}");
+    };
+    assert!(
+        matches!(**cause, MembershipError::Starved { .. }),
+        "{err}\n{}",
+        c.log_tail(1)
+    );
+    let message = err.to_string();
+    for part in [
+        peer_url.as_str(),
+        "received nothing from the leader",
+        "failed to send database snapshot",
+    ] {
+        assert!(message.contains(part), "{part:?} is not in: {message}");
+    }
+    assert_eq!(err.rollback_id(), Some(id));
+    // Still running, still a learner.
+    assert!(c.node(1).process.lock().unwrap().is_some());
+    let members = c.etcdctl_members(0);
+    assert_eq!(
+        voters_and_learners(&members),
+        (vec!["node0"], vec!["node1"]),
+        "{members:?}"
+    );
+}
+
+crate::etcd_matrix!(async a_learner_starved_of_its_snapshot_stalls => |v| bounded(starved_of_its_snapshot(v, 171)));

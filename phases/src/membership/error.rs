@@ -117,6 +117,14 @@ pub enum MembershipError {
         restarts: u32,
     },
 
+    #[error("the learner {} runs (its metrics listener answers with its member ID) but has received nothing from the leader in {}: no log entry committed, no snapshot bytes in its data directory. A learner joining a cluster with history is sent the database as a snapshot, over a connection the leader opens to the learner's peer URL {peer_url}: check that the other members reach that address (a firewall, a --listen-peer-urls that does not cover it, or a peer certificate without it), and look in the leader's log for \"failed to send database snapshot\"", member_label(*id, name), secs(*waited))]
+    Starved {
+        id: MemberId,
+        name: String,
+        peer_url: String,
+        waited: Duration,
+    },
+
     #[error("refusing to replace member {} (--replace): {reason}. Nothing was changed", member_label(*id, name))]
     ReplaceRefused {
         id: MemberId,
@@ -214,6 +222,7 @@ impl MembershipError {
             Self::NeverStarted { id, .. }
             | Self::Stuck { id, .. }
             | Self::Unreachable { id, .. }
+            | Self::Starved { id, .. }
             | Self::Stalled { id, .. } => Some(*id),
             Self::NotRolledBack { cause, .. } => cause.rollback_id(),
             _ => None,

@@ -178,6 +178,59 @@ pub struct LocalWatch {
     snapshot: SnapshotTracker,
 }
 
+/// What the learner's `/metrics` says of its progress, from gauges its raft and apply
+/// loops set whether or not it serves clients (`server/etcdserver`, 3.4.23 to 3.7.1):
+/// `proposals_committed_total` from each raft `Ready`'s hard state (`raft.go`),
+/// `proposals_applied_total` after each apply (`applyAll` in `server.go`), and
+/// `snapshot_apply_in_progress_total` around `applySnapshot`. A learner that runs but
+/// receives nothing (no log, no snapshot) shows none of them moving.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Vitals {
+    pub committed: Option<u64>,
+    pub applied: Option<u64>,
+    pub applying_snapshot: bool,
+}
+
+impl Vitals {
+    /// The gauges from a Prometheus text page. Values are printed as floats (`1.5e+06`
+    /// for a large index).
+    pub fn from_metrics(body: &str) -> Self {
+        let mut vitals = Self::default();
+        for line in body.lines() {
+            let Some((name, value)) = line.split_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.trim().parse::<f64>() else {
+                continue;
+            };
+            match name {
+                "etcd_server_proposals_committed_total" => vitals.committed = Some(value as u64),
+                "etcd_server_proposals_applied_total" => vitals.applied = Some(value as u64),
+                "etcd_server_snapshot_apply_in_progress_total" => {
+                    vitals.applying_snapshot = value >= 1.0;
+                }
+                _ => {}
+            }
+        }
+        vitals
+    }
+
+    /// Whether the learner moved since `before`: its log or applied index grew, or it is
+    /// applying a snapshot (seconds of disk work for a large one, with neither index
+    /// moving).
+    pub fn moved_since(&self, before: &Self) -> bool {
+        let grew = |now: Option<u64>, then: Option<u64>| now.unwrap_or(0) > then.unwrap_or(0);
+        self.applying_snapshot
+            || grew(self.committed, before.committed)
+            || grew(self.applied, before.applied)
+    }
+
+    /// Nothing from the leader yet: no committed entry, none applied.
+    pub fn empty(&self) -> bool {
+        self.committed.unwrap_or(0) == 0 && self.applied.unwrap_or(0) == 0
+    }
+}
+
 /// The snapshot in the learner's data directory, as last seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SnapshotState {
@@ -223,8 +276,8 @@ impl LocalWatch {
 
     /// Fresh evidence that the learner's process is alive and serving: one of its metrics
     /// listeners answers now, within [`METRICS_TIMEOUT`], with the learner's member ID.
-    /// `Ok` names the URL; `Err` says why not.
-    pub async fn alive(&self) -> Result<String, String> {
+    /// `Ok` carries what the same page says of its progress; `Err` says why not.
+    pub async fn alive(&self) -> Result<Vitals, String> {
         if self.learner.metrics_urls.is_empty() {
             return Err(format!(
                 "{} names no http:// --listen-metrics-urls",
@@ -235,7 +288,7 @@ impl LocalWatch {
         for url in &self.learner.metrics_urls {
             match fetch_metrics(url, METRICS_TIMEOUT).await {
                 Ok(body) => match reports_member(&body, self.id) {
-                    Ok(()) => return Ok(url.clone()),
+                    Ok(()) => return Ok(Vitals::from_metrics(&body)),
                     Err(e) => reasons.push(format!("{url}: {e}")),
                 },
                 Err(e) => reasons.push(format!("{url}: {e}")),
@@ -444,6 +497,42 @@ fn reports_member(body: &str, id: MemberId) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_metrics_page_gives_the_learners_indexes() {
+        let page = "# HELP etcd_server_proposals_applied_total The total number of consensus proposals applied.\n\
+            # TYPE etcd_server_proposals_applied_total gauge\n\
+            etcd_server_proposals_applied_total 1.234567e+06\n\
+            etcd_server_proposals_committed_total 1.234599e+06\n\
+            etcd_server_proposals_committed_total_other 7\n\
+            etcd_server_snapshot_apply_in_progress_total 0\n";
+        let v = Vitals::from_metrics(page);
+        assert_eq!(
+            v,
+            Vitals {
+                committed: Some(1_234_599),
+                applied: Some(1_234_567),
+                applying_snapshot: false,
+            }
+        );
+        assert!(!v.empty());
+        assert!(!v.moved_since(&v));
+
+        let fresh = Vitals::from_metrics(
+            "etcd_server_proposals_applied_total 0\netcd_server_proposals_committed_total 0\n",
+        );
+        assert!(fresh.empty());
+        assert!(!fresh.moved_since(&Vitals::default()));
+        assert!(v.moved_since(&fresh));
+        assert!(!fresh.moved_since(&v), "a restart replays: not progress");
+        let applying = Vitals {
+            applying_snapshot: true,
+            ..fresh
+        };
+        assert!(applying.moved_since(&fresh));
+        // A page without the gauges (not etcd's) says nothing moved.
+        assert!(Vitals::from_metrics("up 1\n").empty());
+    }
 
     fn command(args: &[&str]) -> Vec<String> {
         std::iter::once("etcd")

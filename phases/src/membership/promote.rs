@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::cluster::Cluster;
-use super::liveness::{LocalLearner, LocalWatch, SnapshotState};
+use super::liveness::{LocalLearner, LocalWatch, SnapshotState, Vitals};
 use super::status::progress_percent;
 use super::{
     member_label, quorum, EtcdErrorKind, Event, MemberId, MemberInfo, MemberStatus, Membership,
@@ -89,8 +89,9 @@ pub struct PromoteOptions {
     /// Bounds the health wait after the promotion.
     pub health_timeout: Duration,
     /// Give up earlier when the learner makes no progress for this long (`--stall-timeout`):
-    /// it does not start, its applied index does not move while it is behind, or it does
-    /// not answer. `None`: only `timeout` bounds the wait.
+    /// it does not start, its applied index does not move while it is behind, it does
+    /// not answer, or (on its own node) it runs but receives neither log nor snapshot
+    /// bytes. `None`: only `timeout` bounds the wait.
     pub stall_timeout: Option<Duration>,
     /// On giving up (either bound), remove the learner (`--rollback-on-timeout`), so that
     /// it no longer blocks the next join. Off by default: an operator may want to look at
@@ -299,7 +300,9 @@ struct Seen {
     restarts: u32,
     last_applied: u64,
     /// The last time the learner moved towards its promotion: it started, its applied
-    /// index grew, it was seen busy applying or caught up. `--stall-timeout` counts from here.
+    /// index grew, it was seen busy applying (its metrics show it moving, or, on another
+    /// node, it serves but Status keeps it waiting), snapshot bytes arrived, or it was
+    /// caught up. `--stall-timeout` counts from here.
     last_progress: Option<Instant>,
     /// When a promotion call last failed in a way that leaves its outcome unknown.
     promote_unknown: Option<Instant>,
@@ -311,6 +314,10 @@ struct Seen {
     served: bool,
     /// When the metrics listener last answered while a snapshot was arriving.
     alive_while_receiving: Option<Instant>,
+    /// What the learner's metrics page last said of its indexes, on its own node, since it
+    /// last (re)started. Being alive is not progress: a learner the leader cannot send its
+    /// snapshot to runs, answers there, and never moves.
+    vitals: Option<Vitals>,
 }
 
 /// The loop's timing: its deadline, and the intervals and caches that adapt as it goes.
@@ -338,8 +345,11 @@ enum Step {
 enum Probe {
     /// It answered Status.
     Status(MemberStatus),
-    /// Status kept it waiting, but it answered the cheaper call: alive and busy.
-    Busy,
+    /// Status kept it waiting, but it answered the cheaper call or, on its own node, its
+    /// metrics listener did: alive. `moving`: it is busy applying (its metrics show its
+    /// indexes growing or a snapshot being applied; from another node, serving the cheaper
+    /// call while Status waits is all there is to see), not idle waiting for data.
+    Busy { moving: bool },
     /// It answered neither.
     Lost,
 }
@@ -430,6 +440,21 @@ impl Watch {
         self.seen.last_progress = Some(Instant::now());
     }
 
+    /// Records a page of the learner's metrics; `true` (and progress) when it moved since
+    /// the last page.
+    fn vitals(&mut self, now: Vitals) -> bool {
+        let moved = now.applying_snapshot
+            || self
+                .seen
+                .vitals
+                .is_some_and(|before| now.moved_since(&before));
+        self.seen.vitals = Some(now);
+        if moved {
+            self.progressed();
+        }
+        moved
+    }
+
     /// The error for a learner that made no progress for `--stall-timeout`.
     fn stalled(&self) -> MembershipError {
         let since = self.seen.last_progress.unwrap_or(self.pace.started);
@@ -463,6 +488,18 @@ impl Watch {
                 waited,
                 restarts: self.seen.restarts,
             },
+            (Some(_), None, None)
+                if !self.seen.served
+                    && self.seen.snapshot_bytes == 0
+                    && self.seen.vitals.is_some_and(|v| v.empty()) =>
+            {
+                MembershipError::Starved {
+                    id,
+                    name,
+                    peer_url: self.learner.peer_url.clone(),
+                    waited,
+                }
+            }
             (Some(_), None, Some(p)) if p < READY_PERCENT => MembershipError::Stuck {
                 id,
                 name,
@@ -561,9 +598,10 @@ impl Watch {
         // a 2 MiB test thread stack; boxed it is 13 KiB.
         let status = match Box::pin(self.probe(client, url, report)).await? {
             Probe::Lost => return Ok(Step::Wait(NEAR_POLL)),
-            // Alive and applying a large log: that is progress.
-            Probe::Busy => {
-                self.progressed();
+            Probe::Busy { moving } => {
+                if moving {
+                    self.progressed();
+                }
                 None
             }
             Probe::Status(s) => Some(s),
@@ -658,11 +696,16 @@ impl Watch {
                 .alive_while_receiving
                 .is_none_or(|t| t.elapsed() >= ALIVE_WHILE_RECEIVING);
         if alive_due {
-            if let Err(reason) = local.alive().await {
-                let reason = format!("the learner is taking in a snapshot and its metrics listener does not answer: {reason}");
-                self.seen.alive_while_receiving = None;
-                self.lost(client, url, reason, report).await?;
-                return Ok(Some(Step::Wait(NEAR_POLL)));
+            match local.alive().await {
+                Err(reason) => {
+                    let reason = format!("the learner is taking in a snapshot and its metrics listener does not answer: {reason}");
+                    self.seen.alive_while_receiving = None;
+                    self.lost(client, url, reason, report).await?;
+                    return Ok(Some(Step::Wait(NEAR_POLL)));
+                }
+                Ok(vitals) => {
+                    self.vitals(vitals);
+                }
             }
             self.seen.alive_while_receiving = Some(Instant::now());
         }
@@ -775,6 +818,10 @@ impl Watch {
             Some((status, alive)) => (status.ok(), alive.ok()),
             None => (None, None),
         };
+        let local_moved = match &local_alive {
+            Some(Ok(vitals)) => Some(self.vitals(*vitals)),
+            _ => None,
+        };
         let probe = match (status, alive, local_alive) {
             (Some(Ok(s)), _, _) => {
                 self.seen.served = true;
@@ -783,7 +830,9 @@ impl Watch {
                 }
                 Probe::Status(s)
             }
-            (_, Some(Ok(())), _) | (_, _, Some(Ok(_))) => Probe::Busy,
+            (_, Some(Ok(())), _) | (_, _, Some(Ok(_))) => Probe::Busy {
+                moving: local_moved.unwrap_or(true),
+            },
             (status, _, local) => {
                 let mut reason = match status {
                     Some(Err(e)) => e.to_string(),
@@ -975,6 +1024,7 @@ impl Watch {
         self.seen.last_error = format!("the learner does not answer on {url}: {reason}");
         self.seen.not_answering = Some(reason);
         self.seen.served = false;
+        self.seen.vitals = None;
         Ok(())
     }
 
@@ -1124,6 +1174,35 @@ pub async fn wait_healthy_with<C: Cluster>(
 mod tests {
     use super::*;
 
+    /// Alive is not progress: only indexes that grow or a snapshot being applied are, so
+    /// `--stall-timeout` ends the wait for a learner that runs and receives nothing.
+    #[test]
+    fn only_a_learner_that_moves_makes_progress() {
+        let mut w = watch(true);
+        let idle = Vitals {
+            committed: Some(0),
+            applied: Some(0),
+            applying_snapshot: false,
+        };
+        assert!(!w.vitals(idle));
+        assert!(!w.vitals(idle));
+        assert!(w.seen.last_progress.is_none());
+        let applying = Vitals {
+            applying_snapshot: true,
+            ..idle
+        };
+        assert!(w.vitals(applying));
+        assert!(w.seen.last_progress.is_some());
+        w.seen.last_progress = None;
+        let caught_up = Vitals {
+            committed: Some(40),
+            applied: Some(40),
+            applying_snapshot: false,
+        };
+        assert!(w.vitals(caught_up));
+        assert!(!w.vitals(caught_up));
+    }
+
     fn watch(started: bool) -> Watch {
         let member = MemberInfo {
             id: MemberId(0xab),
@@ -1178,6 +1257,24 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("startup probe"), "{err}");
+
+        // Alive on its metrics listener, never served, nothing received: the leader cannot
+        // send it the snapshot. Said as such, with the peer URL to check.
+        let mut w = watch(true);
+        w.seen.vitals = Some(Vitals {
+            committed: Some(0),
+            applied: Some(0),
+            applying_snapshot: false,
+        });
+        let err = w.timed_out();
+        assert!(matches!(err, MembershipError::Starved { .. }), "{err}");
+        assert_eq!(err.rollback_id(), Some(MemberId(0xab)));
+        for part in ["https://10.0.0.2:2380", "failed to send database snapshot"] {
+            assert!(err.to_string().contains(part), "{part:?}: {err}");
+        }
+        // Once bytes arrived it is not that.
+        w.seen.snapshot_bytes = 1;
+        assert!(matches!(w.timed_out(), MembershipError::Timeout { .. }));
 
         let mut w = watch(true);
         w.seen.percent = Some(95.0);

@@ -63,6 +63,7 @@
 //! | 167     | issue 14: root `tests/faults_cli.rs`, `replace_killed_between_removal_and_add_converges_etcd_3_6_14` |
 //! | 168-169 | issue 14: reserved (`--replace`, `--rollback-on-timeout`)   |
 //! | 170     | issue 15: `learner::a_learner_fed_a_snapshot_shows_its_bytes_arriving` (matrix) |
+//! | 171     | issue 15: `learner::a_learner_starved_of_its_snapshot_stalls` (matrix) |
 //! | 250     | never: `hack/local-cluster.sh` (127.250.0.11-13)            |
 //! | 251     | never: `hack/bench_join.py` (127.251.0.11-12)               |
 
