@@ -197,10 +197,12 @@ impl Vitals {
     pub fn from_metrics(body: &str) -> Self {
         let mut vitals = Self::default();
         for line in body.lines() {
-            let Some((name, value)) = line.split_once(' ') else {
+            // `name value [timestamp]`: etcd prints no timestamp, the format allows one.
+            let mut fields = line.split_whitespace();
+            let (Some(name), Some(value)) = (fields.next(), fields.next()) else {
                 continue;
             };
-            let Ok(value) = value.trim().parse::<f64>() else {
+            let Ok(value) = value.parse::<f64>() else {
                 continue;
             };
             match name {
@@ -505,7 +507,7 @@ mod tests {
             etcd_server_proposals_applied_total 1.234567e+06\n\
             etcd_server_proposals_committed_total 1.234599e+06\n\
             etcd_server_proposals_committed_total_other 7\n\
-            etcd_server_snapshot_apply_in_progress_total 0\n";
+            etcd_server_snapshot_apply_in_progress_total 0 1700000000000\n";
         let v = Vitals::from_metrics(page);
         assert_eq!(
             v,

@@ -453,11 +453,10 @@ impl Watch {
     /// Records a page of the learner's metrics; `true` (and progress) when it moved since
     /// the last page.
     fn vitals(&mut self, now: Vitals) -> bool {
-        let moved = now.applying_snapshot
-            || self
-                .seen
-                .vitals
-                .is_some_and(|before| now.moved_since(&before));
+        let moved = self
+            .seen
+            .vitals
+            .map_or(now.applying_snapshot, |before| now.moved_since(&before));
         self.seen.vitals = Some(now);
         if moved {
             self.progressed();
