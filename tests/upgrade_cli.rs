@@ -22,12 +22,17 @@
 //!   ends on 3.7.1, healthy, with its old manifest backed up; a further rerun changes
 //!   nothing.
 //! - `refused_below_3_5_26`: a 3.5.16 member is refused 3.6.14, and nothing changes.
+//! - `v2_content_refused_for_3_6_as_etcd_3_6_14_refuses_it`: a 3.5.30 member run with
+//!   `--enable-v2` (kubeadm's extraArgs) that took a v2 write is refused 3.6.14, nothing
+//!   changed, first while the write is in its WAL after the last raft snapshot, then once
+//!   a raft snapshot holds it in the v2 store; each time etcd 3.6.14 itself, started on a
+//!   copy of that data directory, refuses it too: the refusal is etcd's rule, not a guess.
 //! - `rolling_upgrade_3_4_23_to_3_5_30_after_a_bad_image`: first a target whose image
 //!   cannot be pulled (3.5.99-0): the member does not come back on it, the old manifest
 //!   is put back, the member returns on 3.4.23 and the error says so; then 3.4.23 →
 //!   3.5.30 one node at a time under the writer, and a rerun that changes nothing.
 //!
-//! Loopback ids 83, 84, 85 and 86 (registered in `phases/tests/common/mod.rs`).
+//! Loopback ids 83 to 87 (registered in `phases/tests/common/mod.rs`).
 
 #[allow(unused_imports)]
 #[path = "../phases/tests/common/mod.rs"]
@@ -45,7 +50,7 @@ use std::time::{Duration, Instant};
 use common::cluster::{KubeletRun, TestCluster};
 use common::faults::{assert_invariants, seed, Expected, Rng, Writer};
 use common::kubelet::KubeletEvent;
-use common::EtcdVersion;
+use common::{ClientTls, EtcdVersion};
 
 /// Bounds every wait for a member, and the binary's own `--timeout`.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -502,4 +507,142 @@ async fn refused_below_3_5_26() {
     tokio::time::timeout(Duration::from_secs(60), test)
         .await
         .expect("the test finished within 60 s");
+}
+
+/// Node `n` runs etcd with its v2 API on (`--enable-v2` through kubeadm's extraArgs), as
+/// clusters that once used that API did, taking a raft snapshot every
+/// `snapshot_count` entries.
+fn enable_v2(c: &mut TestCluster, n: usize, snapshot_count: u32) {
+    let node = &mut c.nodes[n];
+    let path = node.dir.join("kubeadm.yaml");
+    let mut yaml = std::fs::read_to_string(&path).expect("the node's kubeadm.yaml");
+    // The file ends inside ClusterConfiguration's etcd.local.
+    yaml.push_str(&format!(
+        "    extraArgs:\n    - name: enable-v2\n      value: \"true\"\n    - name: snapshot-count\n      value: \"{snapshot_count}\"\n"
+    ));
+    std::fs::write(&path, &yaml).expect("write kubeadm.yaml");
+    node.config = phases::config::load_file(&path).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+}
+
+/// etcd `etcd` started on a copy of node `n`'s data directory (its member stopped) must
+/// exit, saying `expected`. Plain HTTP on the node's own addresses; nothing else differs.
+async fn refuses_to_start(c: &TestCluster, n: usize, etcd: &Path, copy_name: &str, expected: &str) {
+    let node = c.node(n);
+    let copy = node.dir.join(copy_name);
+    common::run_ok(Command::new("cp").arg("-a").arg(&node.data_dir).arg(&copy));
+    let mut cmd = Command::new(etcd);
+    cmd.arg(format!("--name={}", node.name))
+        .arg(format!("--data-dir={}", copy.display()))
+        .arg(format!("--listen-client-urls=http://{}:2379", node.ip))
+        .arg(format!("--advertise-client-urls=http://{}:2379", node.ip))
+        .arg(format!("--listen-peer-urls=http://{}:2380", node.ip))
+        .arg(format!("--listen-metrics-urls=http://{}:2381", node.ip))
+        .stdin(Stdio::null());
+    let out = tokio::task::spawn_blocking(move || output::output_within(&mut cmd, TIMEOUT / 2))
+        .await
+        .expect("the etcd runner")
+        .unwrap_or_else(|out| {
+            panic!(
+                "{} ran on a data directory the preflight refused:\n{}",
+                etcd.display(),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let log = text(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains(expected), "expected {expected:?} in:\n{log}");
+}
+
+/// 3.5.30 → 3.6.14 on a member that took a write through etcd's v2 API: refused while
+/// the write is in its WAL after the last raft snapshot, and once a raft snapshot holds
+/// it in the v2 store; etcd 3.6.14 refuses the same data both times.
+async fn v2_content_refused_for_3_6() {
+    const SNAPSHOT_COUNT: u32 = 20;
+    let etcd_3_6 = common::require_etcd(EtcdVersion::V3_6_14);
+    // 3.5's etcdctl is the last that speaks v2 (`ETCDCTL_API=2`).
+    let etcdctl_3_5 = common::require_etcdctl(EtcdVersion::V3_5_30);
+    let mut c = TestCluster::new(EtcdVersion::V3_5_30, 87, 1);
+    enable_v2(&mut c, 0, SNAPSHOT_COUNT);
+    let mut kubelets = c.start_with_kubelets(SCALE, TIMEOUT).await;
+    let node = c.node(0);
+    let tls = ClientTls::healthcheck(&node.cert_dir);
+    common::run_ok(
+        Command::new(&etcdctl_3_5)
+            .env("ETCDCTL_API", "2")
+            .arg(format!("--endpoints={}", node.client_url()))
+            .arg(format!("--ca-file={}", tls.ca.display()))
+            .arg(format!("--cert-file={}", tls.cert.display()))
+            .arg(format!("--key-file={}", tls.key.display()))
+            .args(["set", "/v2-data/key", "value"]),
+    );
+
+    let said = assert_refused(
+        &c,
+        0,
+        "3.6.14-0",
+        &[
+            "refusing to upgrade member node0",
+            "to etcd 3.6.14",
+            "v2 request(s) after its last raft snapshot that etcd 3.6 cannot replay",
+            "PUT /1/v2-data/key",
+            "--enable-v2",
+        ],
+    )
+    .await;
+    eprintln!("3.5.30 with a v2 write in its WAL, to 3.6.14: {said}");
+    drop(kubelets);
+    refuses_to_start(&c, 0, &etcd_3_6, "wal-copy", "detected disallowed v2 WAL").await;
+
+    // Back on 3.5.30, v3 writes until a raft snapshot covers the v2 write: it is no longer
+    // replayed from the WAL, it is in the snapshot's v2 store.
+    kubelets = vec![c.run_kubelet_by_image(0, SCALE, Duration::from_millis(200))];
+    c.wait_answering(0, TIMEOUT).await;
+    let mut kv = common::faults::kv_client(&c, &[0]).await;
+    for i in 0..2 * SNAPSHOT_COUNT {
+        kv.put(format!("/v3-data/{i}"), "x", None)
+            .await
+            .unwrap_or_else(|e| panic!("put {i}: {e}"));
+    }
+    let snap_dir = node.data_dir.join("member").join("snap");
+    let deadline = Instant::now() + TIMEOUT;
+    while !files(&snap_dir)
+        .keys()
+        .any(|p| p.extension().is_some_and(|x| x == "snap"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no raft snapshot in {} after {} writes",
+            snap_dir.display(),
+            2 * SNAPSHOT_COUNT
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let said = assert_refused(
+        &c,
+        0,
+        "3.6.14-0",
+        &[
+            "refusing to upgrade member node0",
+            "the v2 store of its last raft snapshot",
+            "holds data under /1/v2-data",
+        ],
+    )
+    .await;
+    eprintln!("3.5.30 with v2 content in its last raft snapshot, to 3.6.14: {said}");
+    drop(kubelets);
+    refuses_to_start(
+        &c,
+        0,
+        &etcd_3_6,
+        "snapshot-copy",
+        "detected disallowed custom content in v2store",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_content_refused_for_3_6_as_etcd_3_6_14_refuses_it() {
+    tokio::time::timeout(Duration::from_secs(180), v2_content_refused_for_3_6())
+        .await
+        .expect("the test finished within 180 s");
 }

@@ -99,7 +99,7 @@ pub enum UpgradeEtcdError {
     #[error(transparent)]
     V2RequestsBefore37(Box<V2RequestsBefore37>),
 
-    #[error("refusing to upgrade member {name} ({id}) to etcd {to}: {what}. etcd 3.6 replays only the v2 requests that set a member's attributes or the cluster version and refuses any other v2 content (\"detected disallowed v2 WAL\", \"detected custom content in v2store\"; etcdutl check v2store of 3.5.32 or newer reports the same): this cluster used etcd's v2 API (--enable-v2). Move that data to the v3 API and delete it from v2 (etcd's v2 migration guide, https://etcd.io/docs/v3.5/upgrades/upgrade_3_6/), wait for the member's next raft snapshot, then rerun.")]
+    #[error("refusing to upgrade member {name} ({id}) to etcd {to}: {what}. etcd 3.6 replays only the v2 requests that set a member's attributes or the cluster version and refuses any other v2 content (\"detected disallowed v2 WAL\", \"detected disallowed custom content in v2store\"; etcdutl check v2store of 3.5.32 or newer reports the same): this cluster used etcd's v2 API (--enable-v2). Move that data to the v3 API and delete it from v2 (etcd's v2 migration guide, https://etcd.io/docs/v3.5/upgrades/upgrade_3_6/), wait for the member's next raft snapshot, then rerun.")]
     V2ContentBefore36 {
         id: MemberId,
         name: String,

@@ -499,4 +499,62 @@ mod tests {
             Step::Patch
         );
     }
+
+    /// A member's WAL that cannot be read is a refusal that names the directory and what
+    /// to do, never a pass: an unread WAL could hold what the next minor refuses to replay.
+    #[test]
+    fn an_unreadable_wal_refuses_the_minor_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("etcd");
+        let manifest = dir.path().join("etcd.yaml");
+        std::fs::write(
+            &manifest,
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd\n  namespace: kube-system\nspec:\n  containers:\n  - name: etcd\n    image: registry.k8s.io/etcd:3.6.14-0\n    command:\n    - etcd\n    - --data-dir={}\n",
+                data_dir.display()
+            ),
+        )
+        .unwrap();
+        let minor = plan(["3.6.14", "3.6.14", "3.6.14"], "3.7.1").unwrap();
+        let wal_dir = data_dir.join("member").join("wal");
+
+        let err = super::super::check_data_dir(&minor, &manifest).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(
+                err,
+                UpgradeEtcdError::DataDirUnreadable {
+                    source: super::super::wal::WalError::Read { .. },
+                    ..
+                }
+            ),
+            "{text}"
+        );
+        assert!(
+            text.starts_with(&format!(
+                "cannot check what etcd 3.7.1 would replay from member node1 (a1)'s data directory: cannot read {}:",
+                wal_dir.display()
+            )),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "run this on that member's node, as a user that can read its data directory (root)"
+            ),
+            "{text}"
+        );
+
+        // A directory without WAL files is not taken for an empty log.
+        std::fs::create_dir_all(&wal_dir).unwrap();
+        let err = super::super::check_data_dir(&minor, &manifest).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("{} holds no WAL file (*.wal)", wal_dir.display())),
+            "{err}"
+        );
+
+        // A patch step reads nothing.
+        let patch = plan(["3.6.14", "3.6.14", "3.6.14"], "3.6.15").unwrap();
+        super::super::check_data_dir(&patch, &manifest).unwrap();
+    }
 }

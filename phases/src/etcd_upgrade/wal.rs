@@ -363,9 +363,9 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<bool> {
     Ok(true)
 }
 
-/// Custom content in the v2 store of the snapshot the scan starts from: the first
-/// top-level key (`/1` holds v2 keys, `/2` v2 auth users and roles) that has content
-/// etcd 3.6 refuses, or `None`. No snap file for that snapshot: `None` (nothing to load).
+/// Custom content in the v2 store of the snapshot the scan starts from: the first key
+/// etcd 3.6 refuses (under `/1`, v2 keys; under `/2`, v2 auth users and roles), or
+/// `None`. No snap file for that snapshot: `None` (nothing to load).
 /// The rule is `membership.IsMetaStoreOnly` (etcd v3.5.33).
 pub fn v2store_custom_content(snap_dir: &Path, scan: &WalScan) -> Result<Option<String>, WalError> {
     if scan.snapshot_index == 0 {
@@ -395,35 +395,43 @@ pub fn v2store_custom_content(snap_dir: &Path, scan: &WalScan) -> Result<Option<
     }
     let store: serde_json::Value = serde_json::from_slice(&data)
         .map_err(|e| format(format!("its v2 store is not JSON: {e}")))?;
-    Ok(custom_top_level_key(&store))
+    Ok(custom_content_key(&store))
 }
 
 /// `IsMetaStoreOnly`: under the root, `/0` (membership) may hold anything, `/2` (v2 auth)
 /// only empty children (`enabled`, and `roles`/`users` once emptied), any other key no
-/// children at all.
-fn custom_top_level_key(store: &serde_json::Value) -> Option<String> {
-    let children = |node: &serde_json::Value| -> Vec<(String, serde_json::Value)> {
+/// children at all. The answer names the first child that breaks the rule (`/1/registry`,
+/// `/2/users`), which says what to move or delete; its top-level key when it has no path.
+fn custom_content_key(store: &serde_json::Value) -> Option<String> {
+    let children = |node: &serde_json::Value| -> Vec<serde_json::Value> {
         node.get("Children")
             .and_then(|c| c.as_object())
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .map(|m| m.values().cloned().collect())
             .unwrap_or_default()
     };
-    let root = store.get("Root")?;
-    for (_, node) in children(root) {
-        let key = node
-            .get("Path")
+    let path = |node: &serde_json::Value| {
+        node.get("Path")
             .and_then(|p| p.as_str())
             .unwrap_or_default()
-            .to_string();
-        let custom = match key.as_str() {
-            "/0" => false,
+            .to_string()
+    };
+    let root = store.get("Root")?;
+    for node in children(root) {
+        let key = path(&node);
+        let offending = match key.as_str() {
+            "/0" => None,
             "/2" => children(&node)
-                .iter()
-                .any(|(_, child)| !children(child).is_empty()),
-            _ => !children(&node).is_empty(),
+                .into_iter()
+                .find(|child| !children(child).is_empty()),
+            _ => children(&node).into_iter().next(),
         };
-        if custom {
-            return Some(key);
+        if let Some(child) = offending {
+            let child_path = path(&child);
+            return Some(if child_path.is_empty() {
+                key
+            } else {
+                child_path
+            });
         }
     }
     None
@@ -627,15 +635,19 @@ mod tests {
                 "enabled": {"Path": "/2/enabled", "Children": null},
                 "users": {"Path": "/2/users", "Children": {}}}}
         }}));
-        assert_eq!(custom_top_level_key(&meta_only), None);
+        assert_eq!(custom_content_key(&meta_only), None);
         let keys = store(serde_json::json!({"Path": "/", "Children": {
             "1": {"Path": "/1", "Children": {"foo": {"Path": "/1/foo", "Value": "bar"}}}
         }}));
-        assert_eq!(custom_top_level_key(&keys).as_deref(), Some("/1"));
+        assert_eq!(custom_content_key(&keys).as_deref(), Some("/1/foo"));
         let users = store(serde_json::json!({"Path": "/", "Children": {
             "2": {"Path": "/2", "Children": {
                 "users": {"Path": "/2/users", "Children": {"root": {"Path": "/2/users/root"}}}}}
         }}));
-        assert_eq!(custom_top_level_key(&users).as_deref(), Some("/2"));
+        assert_eq!(custom_content_key(&users).as_deref(), Some("/2/users"));
+        let pathless = store(serde_json::json!({"Path": "/", "Children": {
+            "1": {"Path": "/1", "Children": {"foo": {"Value": "bar"}}}
+        }}));
+        assert_eq!(custom_content_key(&pathless).as_deref(), Some("/1"));
     }
 }

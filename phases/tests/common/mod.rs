@@ -50,6 +50,7 @@
 //! | 84      | issue 13: root `tests/upgrade_cli.rs`, 3.5.30 → 3.6.14 → 3.7.1 |
 //! | 85      | issue 13: root `tests/upgrade_cli.rs`, refused below 3.5.26 |
 //! | 86      | issue 13: root `tests/upgrade_cli.rs`, 3.6.14 → 3.7.1 killed |
+//! | 87      | issue 13: root `tests/upgrade_cli.rs`, v2 content refused for 3.6 |
 //! | 100-114 | the learner lifecycle tests (`learner`; matrix ids even)    |
 //! | 130-132 | `kubelet`: the stand-in's behaviour and the learner probes  |
 //! | 140     | issue 14: `tls::renewed_certificates_are_served` (matrix)   |
