@@ -265,9 +265,12 @@ def run_tool(args, timeout=900, marker=None, trace=None, clock0=None):
     start = time.perf_counter()
     clock0 = clock0 or start
     with tempfile.NamedTemporaryFile(mode="r", prefix="rss-") as rss_file:
+        # Traced, its standard error (warnings, `KUBEADM_ETCD_LOG` events) is in the trace
+        # too, in order with the rest.
         proc = subprocess.Popen([GNU_TIME, "-f", "%M", "-o", rss_file.name, *args],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
-                                start_new_session=True)
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT if trace is not None else subprocess.PIPE,
+                                bufsize=0, start_new_session=True)
         marked = None
         for line in iter(proc.stdout.readline, b""):
             if trace is not None:
@@ -285,7 +288,8 @@ def run_tool(args, timeout=900, marker=None, trace=None, clock0=None):
             time.sleep(0.002)
         elapsed = time.perf_counter() - start
         if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(args[1:4])} failed: {proc.stderr.read().decode()[-2000:]}")
+            said = "\n".join(trace[-20:]) if trace is not None else proc.stderr.read().decode()[-2000:]
+            raise RuntimeError(f"{' '.join(args[1:4])} failed: {said}")
         # On a non-zero exit GNU time writes a line before the figure: the figure is last.
         peak_kib = int(rss_file.read().split()[-1])
     return elapsed, peak_kib, marked

@@ -299,6 +299,22 @@ impl LocalWatch {
         Err(reasons.join("; "))
     }
 
+    /// Returns once the learner's data directory shows no snapshot in flight, looked at
+    /// every `poll`: it landed (or the transfer was dropped). Never, without a data
+    /// directory.
+    pub async fn until_not_receiving(&self, poll: Duration) {
+        let Some(data_dir) = self.learner.data_dir.as_deref() else {
+            return std::future::pending().await;
+        };
+        let snap_dir = data_dir.join("member").join("snap");
+        loop {
+            tokio::time::sleep(poll).await;
+            if !matches!(look(&snap_dir), Ok(SnapshotState::Receiving { .. })) {
+                return;
+            }
+        }
+    }
+
     /// Looks at the learner's data directory. `Idle` when it has none or it cannot be read.
     pub fn observe(&mut self) -> SnapshotState {
         let state = self

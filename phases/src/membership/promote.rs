@@ -694,9 +694,6 @@ impl Watch {
         if !receiving && landed.is_none_or(|t| t.elapsed() > LANDED_FAST) {
             return Ok(None);
         }
-        let Some(local) = self.local.as_mut() else {
-            return Ok(None);
-        };
         // Before every attempt, and while the bytes stream in, often enough to see the
         // learner die.
         let alive_due = !receiving
@@ -704,9 +701,34 @@ impl Watch {
                 .seen
                 .alive_while_receiving
                 .is_none_or(|t| t.elapsed() >= ALIVE_WHILE_RECEIVING);
+        let all_arrived = receiving && self.all_arrived(bytes);
+        let Some(local) = self.local.as_ref() else {
+            return Ok(None);
+        };
         let mut evidence_at = None;
         if alive_due {
-            match local.alive().await {
+            let asked = Instant::now();
+            let answer = if all_arrived {
+                // Every byte is in: etcd fsyncs and renames the file any moment, then
+                // accepts the promotion within ms. A metrics page slow to come (the
+                // learner is busy) must not hide the landing: the directory is looked at
+                // meanwhile, and a landed snapshot's attempt takes its own evidence.
+                tokio::select! {
+                    answer = local.alive() => Some(answer),
+                    () = local.until_not_receiving(LANDING_POLL) => None,
+                }
+            } else {
+                Some(local.alive().await)
+            };
+            tracing::debug!(
+                took_ms = asked.elapsed().as_millis() as u64,
+                answered = answer.as_ref().map(Result::is_ok),
+                "promote: the learner's metrics listener asked while it takes in a snapshot"
+            );
+            let Some(answer) = answer else {
+                return Ok(Some(Step::Wait(Duration::ZERO)));
+            };
+            match answer {
                 Err(reason) => {
                     let reason = format!("the learner is taking in a snapshot and its metrics listener does not answer: {reason}");
                     self.seen.alive_while_receiving = None;
@@ -729,10 +751,7 @@ impl Watch {
         }
         self.snapshot_progress(client, report).await;
         if receiving {
-            let all_arrived = self
-                .snapshot_total
-                .is_some_and(|total| total > 0 && bytes.saturating_mul(100) >= total * 99);
-            return Ok(Some(Step::Wait(if all_arrived {
+            return Ok(Some(Step::Wait(if self.all_arrived(bytes) {
                 LANDING_POLL
             } else {
                 SNAPSHOT_POLL
@@ -751,6 +770,13 @@ impl Watch {
             }
         }
         self.attempt(client, report).await.map(Some)
+    }
+
+    /// Whether `bytes` of the snapshot in flight are all of it (99% of the leader's
+    /// database size, which moves a little under writes).
+    fn all_arrived(&self, bytes: u64) -> bool {
+        self.snapshot_total
+            .is_some_and(|total| total > 0 && bytes.saturating_mul(100) >= total * 99)
     }
 
     /// Reports the snapshot in the learner's data directory, as last observed.
@@ -932,6 +958,7 @@ impl Watch {
     /// has the log, and the voters that are up plus the learner make the new quorum.
     async fn attempt<C: Cluster>(&mut self, client: &C, report: Reporter<'_>) -> Result<Step> {
         let id = self.learner.id;
+        tracing::debug!(%id, "promote: MemberPromote");
         let e = match client.promote(id).await {
             Ok(()) => return Ok(Step::Done(self.promoted(false, report))),
             Err(e) => e,
