@@ -605,10 +605,14 @@ async fn v2_content_refused_for_3_6() {
     }
     let snap_dir = node.data_dir.join("member").join("snap");
     let deadline = Instant::now() + TIMEOUT;
-    while !files(&snap_dir)
-        .keys()
-        .any(|p| p.extension().is_some_and(|x| x == "snap"))
-    {
+    let has_raft_snapshot = || {
+        std::fs::read_dir(&snap_dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "snap"))
+        })
+    };
+    while !has_raft_snapshot() {
         assert!(
             Instant::now() < deadline,
             "no raft snapshot in {} after {} writes",

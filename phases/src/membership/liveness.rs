@@ -303,10 +303,9 @@ impl LocalWatch {
     /// every `poll`: it landed (or the transfer was dropped). Never, without a data
     /// directory.
     pub async fn until_not_receiving(&self, poll: Duration) {
-        let Some(data_dir) = self.learner.data_dir.as_deref() else {
+        let Some(snap_dir) = self.snap_dir() else {
             return std::future::pending().await;
         };
-        let snap_dir = data_dir.join("member").join("snap");
         loop {
             tokio::time::sleep(poll).await;
             if !matches!(look(&snap_dir), Ok(SnapshotState::Receiving { .. })) {
@@ -315,21 +314,25 @@ impl LocalWatch {
         }
     }
 
+    /// Where etcd keeps snapshots and its database: `<data-dir>/member/snap`.
+    fn snap_dir(&self) -> Option<PathBuf> {
+        Some(
+            self.learner
+                .data_dir
+                .as_deref()?
+                .join("member")
+                .join("snap"),
+        )
+    }
+
     /// Looks at the learner's data directory. `Idle` when it has none or it cannot be read.
     pub fn observe(&mut self) -> SnapshotState {
-        let state = self
-            .learner
-            .data_dir
-            .as_deref()
-            .map_or(SnapshotState::Idle, |d| {
-                look(&d.join("member").join("snap")).unwrap_or(SnapshotState::Idle)
-            });
+        let snap_dir = self.snap_dir();
+        let state = snap_dir.as_deref().map_or(SnapshotState::Idle, |d| {
+            look(d).unwrap_or(SnapshotState::Idle)
+        });
         let now = Instant::now();
-        let db = self
-            .learner
-            .data_dir
-            .as_deref()
-            .and_then(|d| std::fs::metadata(d.join("member").join("snap").join("db")).ok());
+        let db = snap_dir.and_then(|d| std::fs::metadata(d.join("db")).ok());
         let t = &mut self.snapshot;
         let db_replaced = match (&db, t.db_inode) {
             (Some(meta), Some(inode)) => std::os::unix::fs::MetadataExt::ino(meta) != inode,
@@ -659,5 +662,44 @@ mod tests {
             w.progress().map(|p| (p.received, p.complete)),
             Some((300, true))
         );
+    }
+
+    /// The wait promote races a slow metrics page with: it lasts while a temporary file
+    /// is in the snapshot directory and ends once etcd has renamed it.
+    #[tokio::test]
+    async fn until_not_receiving_ends_when_the_snapshot_lands() {
+        let dir = tempfile::tempdir().unwrap();
+        let snap = dir.path().join("member").join("snap");
+        std::fs::create_dir_all(&snap).unwrap();
+        std::fs::write(snap.join("tmp123456"), [0u8; 100]).unwrap();
+        let learner = LocalLearner {
+            manifest: PathBuf::from("/m/etcd.yaml"),
+            peer_urls: vec!["https://10.0.0.2:2380".into()],
+            metrics_urls: vec![],
+            data_dir: Some(dir.path().to_path_buf()),
+        };
+        let member = MemberInfo {
+            id: MemberId(1),
+            name: String::new(),
+            peer_urls: vec!["https://10.0.0.2:2380".into()],
+            client_urls: vec![],
+            is_learner: true,
+        };
+        let w = LocalWatch::new(learner, &member).unwrap();
+        let poll = Duration::from_millis(2);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), w.until_not_receiving(poll))
+                .await
+                .is_err(),
+            "returned while the snapshot was still arriving"
+        );
+        std::fs::rename(
+            snap.join("tmp123456"),
+            snap.join("0000000000000010.snap.db"),
+        )
+        .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), w.until_not_receiving(poll))
+            .await
+            .expect("the landing ends the wait");
     }
 }
